@@ -1,0 +1,139 @@
+"""sandq: a multiprocess, sandboxed job runtime for Python on BullMQ's Redis data model.
+
+Layout (dependencies point down this list; nothing below imports what is above it):
+
+    cli            the ``sandq`` command
+    queue, sync    Queue (async, anyio) and SyncQueue (redis-py): thin drivers of ...
+    ops            ... the queue operations, as sans-IO generators over Redis calls
+    scripts        pure (keys, args) builders and reply decoders for the Lua scripts in lua/
+    connection/    the only Redis I/O: RESP client, its sync twin, settings, the embedded default
+    job, options   the Job record and JobState; validated job options
+    keys, errors   key naming; the exception tree
+
+Public names are imported lazily (PEP 562), so ``import sandq`` costs nothing: a processor module or a
+child process that only needs ``sandq.errors`` never loads anyio, trio or a Redis client.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Queue": "sandq.queue",
+    "SyncQueue": "sandq.sync",
+    "Job": "sandq.job",
+    "JobState": "sandq.job",
+    "JobOptions": "sandq.options",
+    "Backoff": "sandq.options",
+    "KeepJobs": "sandq.options",
+    "RedisClient": "sandq.connection.client",
+    "SyncRedisClient": "sandq.connection.sync",
+    "RedisSettings": "sandq.connection.settings",
+    "SandqError": "sandq.errors",
+    "ConfigurationError": "sandq.errors",
+    "InvalidOptionError": "sandq.errors",
+    "InvalidJobIdError": "sandq.errors",
+    "EmbeddedRedisError": "sandq.errors",
+    "JobDataError": "sandq.errors",
+    "MalformedJobError": "sandq.errors",
+    "RedisError": "sandq.errors",
+    "RedisConnectionError": "sandq.errors",
+    "ConnectionLostError": "sandq.errors",
+    "ReplyError": "sandq.errors",
+    "ScriptError": "sandq.errors",
+    "JobNotFoundError": "sandq.errors",
+}
+
+__all__ = [
+    "Backoff",
+    "ConfigurationError",
+    "ConnectionLostError",
+    "EmbeddedRedisError",
+    "InvalidJobIdError",
+    "InvalidOptionError",
+    "Job",
+    "JobDataError",
+    "JobNotFoundError",
+    "JobOptions",
+    "JobState",
+    "KeepJobs",
+    "MalformedJobError",
+    "Queue",
+    "RedisClient",
+    "RedisConnectionError",
+    "RedisError",
+    "RedisSettings",
+    "ReplyError",
+    "SandqError",
+    "ScriptError",
+    "SyncQueue",
+    "SyncRedisClient",
+    "__version__",
+]
+
+if TYPE_CHECKING:
+    from .connection.client import RedisClient as RedisClient
+    from .connection.settings import RedisSettings as RedisSettings
+    from .connection.sync import SyncRedisClient as SyncRedisClient
+    from .errors import (
+        ConfigurationError as ConfigurationError,
+    )
+    from .errors import (
+        ConnectionLostError as ConnectionLostError,
+    )
+    from .errors import (
+        EmbeddedRedisError as EmbeddedRedisError,
+    )
+    from .errors import (
+        InvalidJobIdError as InvalidJobIdError,
+    )
+    from .errors import (
+        InvalidOptionError as InvalidOptionError,
+    )
+    from .errors import (
+        JobDataError as JobDataError,
+    )
+    from .errors import (
+        JobNotFoundError as JobNotFoundError,
+    )
+    from .errors import (
+        MalformedJobError as MalformedJobError,
+    )
+    from .errors import (
+        RedisConnectionError as RedisConnectionError,
+    )
+    from .errors import (
+        RedisError as RedisError,
+    )
+    from .errors import (
+        ReplyError as ReplyError,
+    )
+    from .errors import (
+        SandqError as SandqError,
+    )
+    from .errors import (
+        ScriptError as ScriptError,
+    )
+    from .job import Job as Job
+    from .job import JobState as JobState
+    from .options import Backoff as Backoff
+    from .options import JobOptions as JobOptions
+    from .options import KeepJobs as KeepJobs
+    from .queue import Queue as Queue
+    from .sync import SyncQueue as SyncQueue
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sandq' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,156 @@
+"""The ``sandq`` command.
+
+::
+
+    sandq add QUEUE NAME [JSON_DATA] [--delay D] [--priority N] [--attempts N] [--job-id ID] ...
+    sandq info [QUEUE]
+
+Every command takes ``--redis URL`` (default: ``SANDQ_REDIS_URL``, else a Redis on localhost:6379, else
+the embedded one; ``--redis embedded`` asks for the embedded one) and ``--prefix P`` (default ``bull``).
+Durations (D) are ``250ms``, ``30s``, ``5m``, ``2h`` or plain seconds. Errors are one line on stderr and
+a non-zero exit: 1 for a failure, 2 for a bad command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+
+from . import __version__
+from .connection.client import RedisClient
+from .errors import InvalidJobIdError, InvalidOptionError, JobDataError, SandqError
+from .ops import drive_async, list_queues
+from .options import duration_ms
+from .queue import Queue
+from .scripts import DEFAULT_COUNT_STATES
+
+
+def _duration(text: str) -> int:
+    try:
+        return duration_ms(text)
+    except InvalidOptionError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--redis", metavar="URL", help="Redis URL, or 'embedded' (default: see sandq --help)")
+    common.add_argument("--prefix", default="bull", help="key prefix of the queues (default: bull)")
+
+    parser = argparse.ArgumentParser(
+        prog="sandq",
+        description="Sandboxed Python jobs on BullMQ's Redis data model.",
+        epilog="Redis: --redis URL, else SANDQ_REDIS_URL, else localhost:6379, else an embedded server.",
+    )
+    parser.add_argument("--version", action="version", version=f"sandq {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    add = commands.add_parser("add", parents=[common], help="add a job; prints its id")
+    add.add_argument("queue", metavar="QUEUE")
+    add.add_argument("name", metavar="NAME", help="the job's name")
+    add.add_argument(
+        "data", metavar="JSON_DATA", nargs="?", default="{}", help="job data as JSON; - reads stdin"
+    )
+    add.add_argument("--delay", metavar="D", type=_duration, help="run no sooner than D from now")
+    add.add_argument("--priority", metavar="N", type=int, help="1 (most urgent) to 2097151")
+    add.add_argument("--attempts", metavar="N", type=int, help="total tries, retries included")
+    add.add_argument("--backoff", metavar="D", type=_duration, help="fixed wait between tries")
+    add.add_argument(
+        "--exponential", action="store_true", help="with --backoff: double the wait after each try"
+    )
+    add.add_argument("--job-id", metavar="ID", help="a custom id (an existing id returns that job)")
+    add.add_argument("--lifo", action="store_true", help="run before the jobs already waiting")
+    add.add_argument("--timeout", metavar="D", type=_duration, help="time limit of one run")
+
+    info = commands.add_parser("info", parents=[common], help="jobs per state, for one queue or all")
+    info.add_argument("queue", metavar="QUEUE", nargs="?")
+    return parser
+
+
+def _add_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for name in ("delay", "priority", "attempts", "job_id", "timeout"):
+        value = getattr(args, name)
+        if value is not None:
+            options[name] = value
+    if args.lifo:
+        options["lifo"] = True
+    if args.backoff is not None:
+        options["backoff"] = {"type": "exponential" if args.exponential else "fixed", "delay": args.backoff}
+    elif args.exponential:
+        raise InvalidOptionError("--exponential needs --backoff D")
+    return options
+
+
+async def _add(args: argparse.Namespace) -> int:
+    text = sys.stdin.read() if args.data == "-" else args.data
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise InvalidOptionError(f"JSON_DATA is not valid JSON: {exc}") from None
+    options = _add_options(args)
+    async with Queue(args.queue, args.redis, prefix=args.prefix) as queue:
+        job = await queue.add(args.name, data, **options)
+    print(job.id)
+    return 0
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[str(cell) for cell in row] for row in [headers, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = []
+    for row in cells:
+        parts = [row[0].ljust(widths[0])] + [
+            cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)
+        ]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+async def _info(args: argparse.Namespace) -> int:
+    async with RedisClient(args.redis) as client:
+        names = [args.queue] if args.queue else await drive_async(client, list_queues(args.prefix))
+        if not names:
+            where = client.settings.address if client.settings else "Redis"
+            print(f"no queues under prefix {args.prefix!r} at {where}")
+            return 0
+        rows = []
+        for name in names:
+            queue = Queue(name, client, prefix=args.prefix)
+            counts = await queue.get_job_counts()
+            paused = await queue.is_paused()
+            rows.append(
+                [name, "paused" if paused else "running", *(counts[state] for state in DEFAULT_COUNT_STATES)]
+            )
+    if args.queue:
+        name, status, *numbers = rows[0]
+        print(f"queue {name} ({args.prefix}:{name}), {status}")
+        print(_table(["state", "jobs"], list(zip(DEFAULT_COUNT_STATES, numbers, strict=True))))
+    else:
+        print(_table(["queue", "status", *DEFAULT_COUNT_STATES], rows))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sandq`` console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    handler = {"add": _add, "info": _info}[args.command]
+    try:
+        return trio.run(handler, args)
+    except (InvalidOptionError, InvalidJobIdError, JobDataError) as exc:
+        print(f"sandq: error: {exc}", file=sys.stderr)
+        return 2
+    except SandqError as exc:
+        print(f"sandq: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

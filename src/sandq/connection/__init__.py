@@ -1,0 +1,1 @@
+"""The only Redis I/O in sandq: an async RESP client, its synchronous twin and the embedded default."""

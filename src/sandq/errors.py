@@ -1,0 +1,183 @@
+"""Every exception sandq raises, in one tree.
+
+::
+
+    SandqError
+    ├── ConfigurationError          a bad URL, queue name or setting; fix the call
+    │   ├── InvalidOptionError      a job option failed validation (also a ValueError)
+    │   ├── InvalidJobIdError       a custom job id BullMQ's model cannot hold
+    │   └── EmbeddedRedisError      no Redis configured and the embedded one cannot start
+    ├── JobDataError                job data that cannot be stored as JSON (also a ValueError)
+    ├── MalformedJobError           a job hash in Redis that cannot be read as a job
+    └── RedisError                  something Redis said, or could not say
+        ├── RedisConnectionError    Redis cannot be reached; nothing was sent
+        │   └── ConnectionLostError the connection broke with commands in flight:
+        │                           their outcome is unknown
+        ├── ReplyError              Redis answered a command with an error reply
+        └── ScriptError             a sandq Lua script refused a transition (negative code)
+            ├── JobNotFoundError        (-1) the job does not exist
+            ├── LockMissingError        (-2) the job's lock is gone
+            ├── JobNotInStateError      (-3) the job is not in the state the call expects
+            ├── PendingDependenciesError(-4) the job still waits for children
+            ├── ParentNotFoundError     (-5) the parent job does not exist
+            ├── LockMismatchError       (-6) another worker holds the job's lock
+            ├── ParentConflictError     (-7) the job already belongs to another parent
+            ├── SchedulerJobError       (-8) the job is a scheduler's current iteration
+            ├── FailedChildrenError     (-9) the job has failed children
+            └── SchedulerConflictError  (-10, -11) no free slot for a scheduler iteration
+
+Scripts report refusals as negative integers; :func:`error_for_code` is the one place that turns a code
+into an exception, so that every caller sees the same message for the same refusal.
+"""
+
+from __future__ import annotations
+
+
+class SandqError(Exception):
+    """Base class of every sandq error."""
+
+
+class ConfigurationError(SandqError):
+    """A setting cannot work: a malformed Redis URL, an invalid queue name, an unknown option.
+
+    Raised before anything is sent to Redis. Fix the call or the configuration.
+    """
+
+
+class InvalidOptionError(ConfigurationError, ValueError):
+    """A job option has the wrong type or is out of range. The message names the option."""
+
+
+class InvalidJobIdError(ConfigurationError, ValueError):
+    """A custom job id that BullMQ's model cannot hold: all digits (it would collide with auto ids),
+    or containing ``:`` (it would break key parsing). Choose another id, e.g. prefix it with letters."""
+
+
+class EmbeddedRedisError(ConfigurationError):
+    """No Redis was configured, none answers on localhost:6379, and the embedded server cannot start.
+
+    The message says how to install a ``redis-server`` binary or how to point sandq at a Redis.
+    """
+
+
+class JobDataError(SandqError, ValueError):
+    """Job data (or a value to be stored) that cannot be encoded as JSON. Nothing was written."""
+
+
+class MalformedJobError(SandqError):
+    """A job hash in Redis that sandq cannot read (for example ``data`` that is not JSON).
+
+    ``job_id`` and ``field`` say where the problem is; the hash is left as it is.
+    """
+
+    def __init__(self, job_id: str, field: str, reason: str) -> None:
+        super().__init__(f"job {job_id!r}: field {field!r} {reason}")
+        self.job_id = job_id
+        self.field = field
+
+
+class RedisError(SandqError):
+    """Something went wrong talking to Redis."""
+
+
+class RedisConnectionError(RedisError):
+    """Redis cannot be reached (refused, unresolvable, authentication failed, gave up reconnecting).
+
+    Raised before a command was sent, so retrying it is safe.
+    """
+
+
+class ConnectionLostError(RedisConnectionError):
+    """The connection broke while commands were in flight.
+
+    Redis may or may not have run them: the outcome is unknown. The client reconnects on the next
+    command; decide whether to repeat this one (sandq's scripts are safe to repeat where it matters).
+    """
+
+
+class ReplyError(RedisError):
+    """Redis answered with an error reply, e.g. ``WRONGTYPE`` or ``NOSCRIPT``.
+
+    ``code`` is the first word of the reply (``WRONGTYPE``); the message is Redis's text.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = message.split(" ", 1)[0] if message else ""
+
+
+class ScriptError(RedisError):
+    """A sandq Lua script refused the transition and returned a negative code.
+
+    ``code`` is that code, ``job_id`` the job concerned (when there is one), ``script`` the script.
+    """
+
+    def __init__(self, message: str, *, code: int, job_id: str | None = None, script: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.job_id = job_id
+        self.script = script
+
+
+class JobNotFoundError(ScriptError):
+    """The job does not exist (-1): it was never added, or it has been removed."""
+
+
+class LockMissingError(ScriptError):
+    """The job's lock has expired or was never taken (-2)."""
+
+
+class JobNotInStateError(ScriptError):
+    """The job is not in the state the operation needs (-3), e.g. promoting a job that is not delayed."""
+
+
+class PendingDependenciesError(ScriptError):
+    """The job still has children that have not finished (-4)."""
+
+
+class ParentNotFoundError(ScriptError):
+    """The parent job named in the options does not exist (-5)."""
+
+
+class LockMismatchError(ScriptError):
+    """Another worker holds the job's lock (-6)."""
+
+
+class ParentConflictError(ScriptError):
+    """The job id already exists under another live parent (-7)."""
+
+
+class SchedulerJobError(ScriptError):
+    """The job is the current iteration of a job scheduler (-8); remove the scheduler instead."""
+
+
+class FailedChildrenError(ScriptError):
+    """The job has children that failed (-9)."""
+
+
+class SchedulerConflictError(ScriptError):
+    """A job scheduler found no free id for its next iteration (-10 cron, -11 every)."""
+
+
+_CODES: dict[int, tuple[type[ScriptError], str]] = {
+    -1: (JobNotFoundError, "job {job} does not exist"),
+    -2: (LockMissingError, "job {job} has no lock (it expired or was never taken)"),
+    -3: (JobNotInStateError, "job {job} is not in the state {script} expects"),
+    -4: (PendingDependenciesError, "job {job} has pending children"),
+    -5: (ParentNotFoundError, "the parent of job {job} does not exist"),
+    -6: (LockMismatchError, "job {job} is locked by another worker"),
+    -7: (ParentConflictError, "job {job} already belongs to another parent"),
+    -8: (SchedulerJobError, "job {job} is the current iteration of a job scheduler"),
+    -9: (FailedChildrenError, "job {job} has failed children"),
+    -10: (SchedulerConflictError, "a scheduler iteration with this id already exists"),
+    -11: (SchedulerConflictError, "every slot for the scheduler's next iteration is taken"),
+}
+
+
+def error_for_code(code: int, *, script: str, job_id: str | None = None) -> ScriptError:
+    """Return the exception for a negative script reply ``code`` (the only place codes are mapped)."""
+    kind, template = _CODES.get(code, (ScriptError, "{script} returned the unknown code {code}"))
+    job = repr(job_id) if job_id is not None else "(unknown)"
+    message = template.format(job=job, script=script, code=code)
+    return kind(f"{message} [{script}: {code}]", code=code, job_id=job_id, script=script)

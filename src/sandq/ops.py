@@ -1,0 +1,258 @@
+"""Queue operations without I/O, shared by the async :class:`~sandq.Queue` and :class:`~sandq.SyncQueue`.
+
+Each operation is a generator: it yields what it needs Redis to run (a :class:`Command`, a
+:class:`Pipeline` or a :class:`~sandq.scripts.ScriptCall`), is sent the reply, and returns its result.
+A driver runs it against a client; :func:`drive_async` and :func:`drive_sync` are the two drivers. So
+``Queue.add`` and ``SyncQueue.add`` are the same code, and tests can run an operation against canned
+replies.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+
+from . import scripts
+from .connection.resp import Arg, Reply
+from .errors import InvalidOptionError, JobDataError
+from .job import Job, JobState, decode_opts
+from .keys import QueueKeys
+from .options import JobOptions
+from .scripts import NewJob, ScriptCall
+
+if TYPE_CHECKING:
+    from .connection.client import RedisClient
+    from .connection.sync import SyncRedisClient
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One plain Redis command."""
+
+    args: tuple[Arg, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    """Several plain commands sent together; the reply is the list of their replies."""
+
+    commands: tuple[tuple[Arg, ...], ...]
+
+
+Call: TypeAlias = Command | Pipeline | ScriptCall
+Op: TypeAlias = Generator[Call, Reply, T]
+
+
+class _NoData:
+    def __repr__(self) -> str:
+        return "NO_DATA"
+
+
+#: The default of ``add(name, data)``: stored as ``{}``, as BullMQ stores a job added without data.
+NO_DATA: Any = _NoData()
+
+
+def _compact_json_encoder() -> Callable[[Any], str]:
+    """Compact JSON, refusing NaN and infinities. Reuses one C encoder where the stdlib has it
+    (``JSONEncoder.encode`` builds a new one per call, which is half the cost for small values)."""
+    encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return encoder.encode
+    # No circular-reference markers (they would cost a dict per call): a cycle ends in RecursionError.
+    one_shot = make(
+        None, encoder.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+
+    def encode(value: Any) -> str:
+        if isinstance(value, str):
+            return encoder.encode(value)
+        return "".join(one_shot(value, 0))
+
+    return encode
+
+
+_encode_json = _compact_json_encoder()
+
+
+def encode_json(value: Any, job_name: str) -> str:
+    """``value`` (the data of job ``job_name``) as compact JSON text, or JobDataError saying why not."""
+    try:
+        return _encode_json(value)
+    except RecursionError:
+        raise JobDataError(
+            f"the data of job {job_name!r} is circular or nested too deeply for JSON"
+        ) from None
+    except (TypeError, ValueError) as exc:
+        raise JobDataError(f"the data of job {job_name!r} cannot be stored as JSON: {exc}") from None
+
+
+def new_job(name: str, data: Any, options: JobOptions, now_ms: int) -> NewJob:
+    """Validate and encode one job for add_jobs."""
+    if not isinstance(name, str):
+        raise InvalidOptionError(f"a job name must be a string, not {name!r}")
+    if data is NO_DATA:
+        data = {}
+    _, opts_json = options.stored_json()
+    return NewJob(
+        name=name,
+        data_json=encode_json(data, name),
+        opts_json=opts_json,
+        timestamp=options.timestamp if options.timestamp is not None else now_ms,
+        custom_id=options.job_id or "",
+        delay=options.delay,
+        priority=options.priority,
+        lifo=options.lifo,
+    )
+
+
+def added_job(job_id: str, data: Any, spec: NewJob, options: JobOptions) -> Job:
+    """The Job record of a job that add_jobs has just stored under ``job_id``."""
+    return Job.added(
+        job_id,
+        name=spec.name,
+        data={} if data is NO_DATA else data,
+        opts=decode_opts(options.stored_json()[0]),
+        timestamp=spec.timestamp,
+        delay=spec.delay,
+        priority=spec.priority,
+    )
+
+
+def _bulk_item(index: int, item: Mapping[str, Any] | Sequence[Any]) -> tuple[str, Any, JobOptions]:
+    if isinstance(item, Mapping):
+        unknown = set(item) - {"name", "data", "options"}
+        if unknown:
+            hint = " (options go under 'options')" if "opts" in unknown else ""
+            raise InvalidOptionError(f"job {index} of the batch has unknown key(s) {sorted(unknown)}{hint}")
+        if "name" not in item:
+            raise InvalidOptionError(f"job {index} of the batch has no 'name'")
+        return item["name"], item.get("data", NO_DATA), JobOptions.from_kwargs(item.get("options", {}))
+    if isinstance(item, tuple | list) and len(item) in (2, 3):
+        options = JobOptions.from_kwargs(item[2] if len(item) == 3 else {})
+        return item[0], item[1], options
+    raise InvalidOptionError(
+        f"job {index} of the batch must be {{'name', 'data', 'options'}} or (name, data[, options])"
+    )
+
+
+class QueueOps:
+    """The operations of one queue, as generators over :class:`Call` s."""
+
+    def __init__(self, name: str, prefix: str = "bull") -> None:
+        self.keys = QueueKeys(name, prefix)
+
+    def add(self, name: str, data: Any, options: JobOptions, now_ms: int) -> Op[Job]:
+        jobs = yield from self.add_bulk([(name, data, options)], now_ms)
+        return jobs[0]
+
+    def add_bulk(self, items: Iterable[Mapping[str, Any] | Sequence[Any]], now_ms: int) -> Op[list[Job]]:
+        specs: list[NewJob] = []
+        given: list[tuple[Any, JobOptions]] = []
+        for index, item in enumerate(items):
+            if isinstance(item, tuple) and len(item) == 3 and isinstance(item[2], JobOptions):
+                name, data, options = item
+            else:
+                name, data, options = _bulk_item(index, item)
+            specs.append(new_job(name, data, options, now_ms))
+            given.append((data, options))
+        if not specs:
+            return []
+        reply = yield scripts.add_jobs(self.keys, specs)
+        jobs: list[Job] = []
+        for spec, (data, options), (job_id, existing) in zip(
+            specs, given, scripts.decode_add_jobs(reply), strict=True
+        ):
+            if existing is not None:
+                jobs.append(Job.from_hash(job_id, existing))
+            else:
+                jobs.append(added_job(job_id, data, spec, options))
+        return jobs
+
+    def get_job(self, job_id: str) -> Op[Job | None]:
+        reply = yield Command(("HGETALL", self.keys.job(job_id)))
+        if not reply:
+            return None
+        return Job.from_hash(job_id, reply)
+
+    def get_job_state(self, job_id: str) -> Op[JobState]:
+        reply = yield scripts.get_job_state(self.keys, job_id)
+        return scripts.decode_job_state(reply)
+
+    def get_job_counts(self, states: Sequence[str]) -> Op[dict[str, int]]:
+        names = [scripts.normalize_state(state) for state in states] or list(scripts.DEFAULT_COUNT_STATES)
+        names = list(dict.fromkeys(names))
+        commands = scripts.count_commands(self.keys, names)
+        replies = yield Pipeline(tuple(tuple(command) for command in commands))
+        return scripts.decode_counts(names, replies)
+
+    def pause(self) -> Op[None]:
+        yield scripts.pause(self.keys, paused=True)
+
+    def resume(self) -> Op[None]:
+        remaining = scripts.decode_pause((yield scripts.pause(self.keys, paused=False)))
+        while remaining:
+            remaining = scripts.decode_pause((yield scripts.pause(self.keys, paused=False, emit_event=False)))
+
+    def is_paused(self) -> Op[bool]:
+        reply = yield Command(("HEXISTS", self.keys.meta, "paused"))
+        return bool(reply)
+
+
+def list_queues(prefix: str) -> Op[list[str]]:
+    """Names of the queues under ``prefix``: those with a ``meta`` or ``id`` key (SCAN, not KEYS)."""
+    names: set[str] = set()
+    head = f"{prefix}:"
+    for suffix in ("meta", "id"):
+        cursor = b"0"
+        while True:
+            cursor, found = yield Command(("SCAN", cursor, "MATCH", f"{head}*:{suffix}", "COUNT", 1000))
+            for key in found:
+                name = key.decode("utf-8", "replace")[len(head) : -len(suffix) - 1]
+                if name and ":" not in name:
+                    names.add(name)
+            if cursor == b"0":
+                break
+    return sorted(names)
+
+
+async def drive_async(client: RedisClient, op: Op[T]) -> T:
+    """Run ``op`` against the async client."""
+    try:
+        call = next(op)
+        while True:
+            call = op.send(await _run_async(client, call))
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+
+
+async def _run_async(client: RedisClient, call: Call) -> Reply:
+    if isinstance(call, ScriptCall):
+        return await client.run_script(call.script, call.keys, call.args)
+    if isinstance(call, Command):
+        return await client.execute(*call.args)
+    return await client.execute_many(call.commands)
+
+
+def drive_sync(client: SyncRedisClient, op: Op[T]) -> T:
+    """Run ``op`` against the synchronous client."""
+    try:
+        call = next(op)
+        while True:
+            call = op.send(_run_sync(client, call))
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+
+
+def _run_sync(client: SyncRedisClient, call: Call) -> Reply:
+    if isinstance(call, ScriptCall):
+        return client.run_script(call.script, call.keys, call.args)
+    if isinstance(call, Command):
+        return client.execute(*call.args)
+    return client.execute_many(call.commands)
