@@ -23,7 +23,7 @@ import trio
 
 from . import __version__
 from .connection.client import RedisClient
-from .errors import InvalidJobIdError, InvalidOptionError, JobDataError, SandqError
+from .errors import ConfigurationError, EmbeddedRedisError, InvalidOptionError, JobDataError, SandqError
 from .ops import drive_async, list_queues
 from .options import duration_ms
 from .queue import Queue
@@ -142,7 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = {"add": _add, "info": _info}[args.command]
     try:
         return trio.run(handler, args)
-    except (InvalidOptionError, InvalidJobIdError, JobDataError) as exc:
+    except EmbeddedRedisError as exc:
+        print(f"sandq: error: {exc}", file=sys.stderr)
+        return 1
+    except (ConfigurationError, JobDataError) as exc:  # bad input: options, ids, names, URLs, data
         print(f"sandq: error: {exc}", file=sys.stderr)
         return 2
     except SandqError as exc:

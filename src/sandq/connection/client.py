@@ -43,7 +43,7 @@ import sniffio
 
 from ..errors import ConfigurationError, ConnectionLostError, RedisConnectionError, ReplyError
 from .resp import Arg, ProtocolError, Reply, encode_command, encode_commands, new_reader
-from .settings import RedisSettings
+from .settings import EMBEDDED, RedisSettings
 
 if TYPE_CHECKING:
     from ..lua import Script
@@ -341,8 +341,12 @@ class RedisClient:
     def __init__(
         self, settings: RedisSettings | str | None = None, *, client_name: str | None = None
     ) -> None:
+        self._default: str | None = None  # resolved by resolve_redis_url: None or "embedded"
         if isinstance(settings, str):
-            settings = RedisSettings.from_url(settings)
+            if settings == EMBEDDED:
+                self._default, settings = settings, None
+            else:
+                settings = RedisSettings.from_url(settings)
         if settings is not None and client_name is not None:
             settings = settings.with_client_name(client_name)
         self._settings: RedisSettings | None = settings
@@ -374,7 +378,7 @@ class RedisClient:
         if self._settings is None:
             from .embedded import resolve_redis_url
 
-            url = await anyio.to_thread.run_sync(resolve_redis_url)
+            url = await anyio.to_thread.run_sync(resolve_redis_url, self._default)
             settings = RedisSettings.from_url(url)
             if self._client_name is not None:
                 settings = settings.with_client_name(self._client_name)

@@ -46,6 +46,7 @@ from urllib.parse import quote
 import platformdirs
 
 from ..errors import EmbeddedRedisError
+from .settings import EMBEDDED
 
 __all__ = [
     "DEFAULT_PROBE_ADDRESS",
@@ -63,7 +64,6 @@ DEFAULT_PROBE_ADDRESS: tuple[str, int] = ("localhost", 6379)
 #: The environment variable that names the Redis to use.
 ENV_VAR = "SANDQ_REDIS_URL"
 #: The URL value that asks for the embedded server (``--redis embedded``).
-EMBEDDED = "embedded"
 
 SOCKET_NAME = "redis.sock"
 PID_NAME = "redis.pid"

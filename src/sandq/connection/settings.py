@@ -19,6 +19,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..errors import ConfigurationError
 
+#: The URL that asks for sandq's embedded Redis (``--redis embedded``).
+EMBEDDED = "embedded"
+
 _QUERY_KEYS = {"db", "client_name", "password", "username", "ssl_cert_reqs"}
 
 

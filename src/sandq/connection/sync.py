@@ -20,7 +20,7 @@ from redis.retry import Retry
 
 from ..errors import ConnectionLostError, RedisConnectionError, ReplyError
 from .resp import Arg, Reply
-from .settings import RedisSettings
+from .settings import EMBEDDED, RedisSettings
 
 if TYPE_CHECKING:
     from ..lua import Script
@@ -79,10 +79,10 @@ class SyncRedisClient:
     def __init__(
         self, settings: RedisSettings | str | None = None, *, client_name: str | None = None
     ) -> None:
-        if settings is None:
+        if settings is None or settings == EMBEDDED:
             from .embedded import resolve_redis_url
 
-            settings = resolve_redis_url()
+            settings = resolve_redis_url(settings)
         if isinstance(settings, str):
             settings = RedisSettings.from_url(settings)
         if client_name is not None:
