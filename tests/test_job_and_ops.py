@@ -8,9 +8,9 @@ import pytest
 
 from sandq.errors import InvalidOptionError, JobDataError, MalformedJobError
 from sandq.job import Job, JobState, parse_number
-from sandq.ops import Command, Pipeline, QueueOps, list_queues
+from sandq.ops import NO_DATA, Command, Pipeline, QueueOps, list_queues, new_job
 from sandq.options import JobOptions
-from sandq.scripts import ScriptCall
+from sandq.scripts import NewJob, ScriptCall
 
 
 @pytest.mark.parametrize(
@@ -165,3 +165,28 @@ def test_list_queues_scans_both_key_kinds() -> None:
     calls, names = run(list_queues("bull"), replies)
     assert names == ["a", "b", "c"]
     assert len(calls) == 3
+
+
+def test_new_job_wire_fields() -> None:
+    spec = new_job("n", {"a": 1}, JobOptions(job_id="x", delay=5, priority=2, lifo=True, timestamp=7), "1000")
+    assert spec == NewJob(
+        "x",
+        "n",
+        "7",
+        "5",
+        "2",
+        1,
+        '{"a":1}',
+        JobOptions(job_id="x", delay=5, priority=2, lifo=True, timestamp=7).stored_json()[1],
+    )
+    assert new_job("n", NO_DATA, JobOptions(), "1000") == NewJob(
+        "", "n", "1000", "0", "0", 0, "{}", '{"attempts":0}'
+    )
+    with pytest.raises(InvalidOptionError, match="a job name must be a string"):
+        new_job(5, {}, JobOptions(), "1")  # type: ignore[arg-type]
+
+
+def test_fast_job_records_equal_the_regular_ones() -> None:
+    fast = Job.added("1", name="n", data=[1], opts={"attempts": 0}, timestamp=5, delay=0, priority=3)
+    assert fast == Job(id="1", name="n", data=[1], opts={"attempts": 0}, timestamp=5, priority=3)
+    assert fast.stacktrace == []

@@ -8,7 +8,7 @@ import msgpack
 import pytest
 
 from sandq import scripts
-from sandq.connection.resp import encode_command, encode_commands, new_reader
+from sandq.connection.resp import encode_command, encode_commands, encode_evalsha, new_reader
 from sandq.connection.settings import RedisSettings
 from sandq.errors import ConfigurationError, ReplyError
 from sandq.job import JobState
@@ -119,10 +119,8 @@ KEYS = QueueKeys("q")
 
 
 def test_add_jobs_call() -> None:
-    job = NewJob(name="n", data_json='{"a":1}', opts_json='{"attempts":0}', timestamp=5, delay=7, priority=2)
-    call = scripts.add_jobs(
-        KEYS, [job, NewJob(name="m", data_json="{}", opts_json="{}", timestamp=6, lifo=True)]
-    )
+    job = NewJob("", "n", "5", "7", "2", 0, '{"a":1}', '{"attempts":0}')
+    call = scripts.add_jobs(KEYS, [job, NewJob("my-id", "m", "6", "0", "0", 1, "{}", "{}")])
     assert call.keys == (
         "bull:q:wait",
         "bull:q:meta",
@@ -137,7 +135,7 @@ def test_add_jobs_call() -> None:
     assert call.args[0] == "bull:q:"
     assert msgpack.unpackb(call.args[1]) == [
         ["", "n", "5", "7", "2", 0, '{"a":1}', '{"attempts":0}'],
-        ["", "m", "6", "0", "0", 1, "{}", "{}"],
+        ["my-id", "m", "6", "0", "0", 1, "{}", "{}"],
     ]
 
 
@@ -175,3 +173,10 @@ def test_counts() -> None:
     assert scripts.decode_counts(["waiting", "delayed"], [3, 4]) == {"waiting": 3, "delayed": 4}
     with pytest.raises(ReplyError):
         scripts.decode_counts(["waiting"], [ReplyError("WRONGTYPE x")])
+
+
+def test_encode_evalsha_equals_the_plain_encoding() -> None:
+    for keys, args in [(("a", "b"), (1, b"x", "é")), ((), ()), (("k",), ("v",))]:
+        expected = encode_command(["EVALSHA", "f" * 40, len(keys), *keys, *args])
+        assert encode_evalsha("f" * 40, keys, args) == expected
+        assert encode_evalsha("f" * 40, list(keys), list(args)) == expected  # cached head, same bytes

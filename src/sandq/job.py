@@ -127,17 +127,20 @@ class Job:
         """The record of a job just added: a fast constructor for bulk adds (a frozen dataclass'
         ``__init__`` costs four times as much), equal to ``Job(id=job_id, ...)``."""
         job = object.__new__(cls)
-        values = job.__dict__
-        values.update(_ADDED_DEFAULTS)
-        values.update(
-            id=job_id,
-            name=name,
-            data=data,
-            opts=opts,
-            timestamp=timestamp,
-            delay=delay,
-            priority=priority,
-            stacktrace=[],
+        object.__setattr__(
+            job,
+            "__dict__",
+            {
+                **_ADDED_DEFAULTS,
+                "id": job_id,
+                "name": name,
+                "data": data,
+                "opts": opts,
+                "timestamp": timestamp,
+                "delay": delay,
+                "priority": priority,
+                "stacktrace": [],
+            },
         )
         return job
 

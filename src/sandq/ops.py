@@ -91,23 +91,13 @@ def encode_json(value: Any, job_name: str) -> str:
         raise JobDataError(f"the data of job {job_name!r} cannot be stored as JSON: {exc}") from None
 
 
-def new_job(name: str, data: Any, options: JobOptions, now_ms: int) -> NewJob:
-    """Validate and encode one job for add_jobs."""
+def new_job(name: str, data: Any, options: JobOptions, now: str) -> NewJob:
+    """Validate and encode one job for add_jobs; ``now`` is the time in ms, as decimal text."""
     if not isinstance(name, str):
         raise InvalidOptionError(f"a job name must be a string, not {name!r}")
-    if data is NO_DATA:
-        data = {}
-    _, opts_json = options.stored_json()
-    return NewJob(
-        name=name,
-        data_json=encode_json(data, name),
-        opts_json=opts_json,
-        timestamp=options.timestamp if options.timestamp is not None else now_ms,
-        custom_id=options.job_id or "",
-        delay=options.delay,
-        priority=options.priority,
-        lifo=options.lifo,
-    )
+    custom_id, timestamp, delay, priority, lifo, opts_json = options.wire()
+    data_json = "{}" if data is NO_DATA else encode_json(data, name)
+    return NewJob(custom_id, name, timestamp or now, delay, priority, lifo, data_json, opts_json)
 
 
 def added_job(job_id: str, data: Any, spec: NewJob, options: JobOptions) -> Job:
@@ -117,9 +107,9 @@ def added_job(job_id: str, data: Any, spec: NewJob, options: JobOptions) -> Job:
         name=spec.name,
         data={} if data is NO_DATA else data,
         opts=decode_opts(options.stored_json()[0]),
-        timestamp=spec.timestamp,
-        delay=spec.delay,
-        priority=spec.priority,
+        timestamp=int(spec.timestamp),
+        delay=options.delay,
+        priority=options.priority,
     )
 
 
@@ -153,12 +143,13 @@ class QueueOps:
     def add_bulk(self, items: Iterable[Mapping[str, Any] | Sequence[Any]], now_ms: int) -> Op[list[Job]]:
         specs: list[NewJob] = []
         given: list[tuple[Any, JobOptions]] = []
+        now = str(now_ms)
         for index, item in enumerate(items):
             if isinstance(item, tuple) and len(item) == 3 and isinstance(item[2], JobOptions):
                 name, data, options = item
             else:
                 name, data, options = _bulk_item(index, item)
-            specs.append(new_job(name, data, options, now_ms))
+            specs.append(new_job(name, data, options, now))
             given.append((data, options))
         if not specs:
             return []

@@ -258,6 +258,22 @@ class JobOptions:
             object.__setattr__(self, "_stored_json", cached)
         return cached
 
+    def wire(self) -> tuple[str, str, str, str, int, str]:
+        """What add_jobs needs of these options: custom id ("" for none), timestamp ("" for now),
+        delay, priority, lifo (0/1) and the opts JSON; computed once per JobOptions."""
+        cached: tuple[str, str, str, str, int, str] | None = self.__dict__.get("_wire")
+        if cached is None:
+            cached = (
+                self.job_id or "",
+                "" if self.timestamp is None else str(self.timestamp),
+                str(self.delay),
+                str(self.priority),
+                1 if self.lifo else 0,
+                self.stored_json()[1],
+            )
+            object.__setattr__(self, "_wire", cached)
+        return cached
+
     @classmethod
     def from_stored(cls, opts: Mapping[str, Any]) -> JobOptions:
         """Options read back from a job's ``opts`` (long or abbreviated keys); never raises.

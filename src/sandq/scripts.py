@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -33,18 +33,17 @@ class ScriptCall:
             raise ValueError(f"{self.script.name} takes {self.script.numkeys} keys, got {len(self.keys)}")
 
 
-@dataclass(frozen=True, slots=True)
-class NewJob:
-    """A job ready to be written: validated, its data and opts already JSON text."""
+class NewJob(NamedTuple):
+    """A job ready to be written, its fields in add_jobs' wire order (numbers as decimal text)."""
 
+    custom_id: str
     name: str
+    timestamp: str
+    delay: str
+    priority: str
+    lifo: int
     data_json: str
     opts_json: str
-    timestamp: int
-    custom_id: str = ""
-    delay: int = 0
-    priority: int = 0
-    lifo: bool = False
 
 
 # --- add_jobs -----------------------------------------------------------------------------------
@@ -52,21 +51,7 @@ class NewJob:
 
 def add_jobs(keys: QueueKeys, jobs: Sequence[NewJob]) -> ScriptCall:
     """Add ``jobs`` (one or many) atomically in one call."""
-    packed = msgpack.packb(
-        [
-            [
-                job.custom_id,
-                job.name,
-                str(job.timestamp),
-                str(job.delay),
-                str(job.priority),
-                1 if job.lifo else 0,
-                job.data_json,
-                job.opts_json,
-            ]
-            for job in jobs
-        ]
-    )
+    packed = msgpack.packb(jobs)
     return ScriptCall(
         get_script("add_jobs"),
         (

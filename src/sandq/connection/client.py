@@ -42,7 +42,7 @@ import anyio.lowlevel
 import sniffio
 
 from ..errors import ConfigurationError, ConnectionLostError, RedisConnectionError, ReplyError
-from .resp import Arg, ProtocolError, Reply, encode_command, encode_commands, new_reader
+from .resp import Arg, ProtocolError, Reply, encode_command, encode_commands, encode_evalsha, new_reader
 from .settings import EMBEDDED, RedisSettings
 
 if TYPE_CHECKING:
@@ -387,8 +387,11 @@ class RedisClient:
 
     async def execute(self, *args: Arg) -> Reply:
         """Run one command and return its reply; an error reply raises ReplyError."""
+        return await self._execute_encoded(encode_command(args))
+
+    async def _execute_encoded(self, command: bytes) -> Reply:
         connection = await self._get_connection()
-        reply = (await connection.request(encode_command(args), 1))[0]
+        reply = (await connection.request(command, 1))[0]
         if isinstance(reply, ReplyError):
             raise reply
         return reply
@@ -413,14 +416,14 @@ class RedisClient:
 
     async def run_script(self, script: Script, keys: Sequence[Arg], args: Sequence[Arg]) -> Reply:
         """Run a sandq Lua script with EVALSHA, loading it first if Redis does not have it."""
-        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        command = encode_evalsha(script.sha, keys, args)
         try:
-            return await self.execute(*command)
+            return await self._execute_encoded(command)
         except ReplyError as exc:
             if exc.code != "NOSCRIPT":
                 raise
         await self.execute("SCRIPT", "LOAD", script.source)
-        return await self.execute(*command)
+        return await self._execute_encoded(command)
 
     async def execute_blocking(self, *args: Arg) -> Reply:
         """Run a blocking command (BZPOPMIN, XREAD BLOCK, ...) on a dedicated connection.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeAlias
 
@@ -35,6 +36,25 @@ def _encode_arg(arg: Arg) -> bytes:
 def encode_command(args: Sequence[Arg]) -> bytes:
     """One command as a RESP array of bulk strings."""
     parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = _encode_arg(arg)
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+@functools.lru_cache(maxsize=1024)
+def _evalsha_head(sha: str, keys: tuple[Arg, ...]) -> bytes:
+    parts = []
+    for arg in ("EVALSHA", sha, len(keys), *keys):
+        data = _encode_arg(arg)
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def encode_evalsha(sha: str, keys: Sequence[Arg], args: Sequence[Arg]) -> bytes:
+    """``EVALSHA sha numkeys *keys *args``; the part up to the keys is encoded once per script and
+    key set (a queue's scripts always name the same keys)."""
+    parts = [b"*%d\r\n" % (3 + len(keys) + len(args)), _evalsha_head(sha, tuple(keys))]
     for arg in args:
         data = _encode_arg(arg)
         parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
