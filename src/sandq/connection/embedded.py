@@ -63,7 +63,6 @@ __all__ = [
 DEFAULT_PROBE_ADDRESS: tuple[str, int] = ("localhost", 6379)
 #: The environment variable that names the Redis to use.
 ENV_VAR = "SANDQ_REDIS_URL"
-#: The URL value that asks for the embedded server (``--redis embedded``).
 
 SOCKET_NAME = "redis.sock"
 PID_NAME = "redis.pid"
