@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from servers import RedisServer, binaries, system_binary
 
@@ -53,5 +54,14 @@ def private_redis() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def queue_name() -> str:
-    return f"t{uuid.uuid4().hex[:12]}"
+def queue_name(redis_url: str) -> Iterator[str]:
+    """A queue name of the test's own; its keys on the session's Redis are deleted afterwards."""
+    name = f"t{uuid.uuid4().hex[:12]}"
+    yield name
+    client = redis.Redis.from_url(redis_url)
+    try:
+        doomed = [key for key in client.scan_iter(f"*{name}*", count=1000)]
+        for start in range(0, len(doomed), 500):
+            client.delete(*doomed[start : start + 500])
+    finally:
+        client.close()

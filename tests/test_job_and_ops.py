@@ -50,7 +50,7 @@ def test_job_from_a_bullmq_v5_hash() -> None:
     assert job.processed_on == 1_700_000_000_001
     assert job.finished_on is None
     assert job.progress == {"p": 50}
-    assert job.stacktrace == ["a", "b"]
+    assert job.stacktrace == ("a", "b")
     assert (job.failed_reason, job.processed_by) == ("boom", "w1")
 
 
@@ -189,4 +189,4 @@ def test_new_job_wire_fields() -> None:
 def test_fast_job_records_equal_the_regular_ones() -> None:
     fast = Job.added("1", name="n", data=[1], opts={"attempts": 0}, timestamp=5, delay=0, priority=3)
     assert fast == Job(id="1", name="n", data=[1], opts={"attempts": 0}, timestamp=5, priority=3)
-    assert fast.stacktrace == []
+    assert fast.stacktrace == ()

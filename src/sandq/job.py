@@ -100,7 +100,7 @@ class Job:
     finished_on: int | None = None
     returnvalue: Any = None
     failed_reason: str | None = None
-    stacktrace: list[str] = field(default_factory=list)
+    stacktrace: tuple[str, ...] = ()
     parent_key: str | None = None
     parent: dict[str, Any] | None = None
     repeat_job_key: str | None = None
@@ -126,22 +126,16 @@ class Job:
     ) -> Job:
         """The record of a job just added: a fast constructor for bulk adds (a frozen dataclass'
         ``__init__`` costs four times as much), equal to ``Job(id=job_id, ...)``."""
+        values = _ADDED_DEFAULTS.copy()
+        values["id"] = job_id
+        values["name"] = name
+        values["data"] = data
+        values["opts"] = opts
+        values["timestamp"] = timestamp
+        values["delay"] = delay
+        values["priority"] = priority
         job = object.__new__(cls)
-        object.__setattr__(
-            job,
-            "__dict__",
-            {
-                **_ADDED_DEFAULTS,
-                "id": job_id,
-                "name": name,
-                "data": data,
-                "opts": opts,
-                "timestamp": timestamp,
-                "delay": delay,
-                "priority": priority,
-                "stacktrace": [],
-            },
-        )
+        object.__setattr__(job, "__dict__", values)
         return job
 
     @classmethod
@@ -174,7 +168,7 @@ class Job:
             finished_on=parse_number(finished_on) if finished_on else None,
             returnvalue=_json_field(job_id, fields, "returnvalue", None),
             failed_reason=_text(fields.get(b"failedReason")),
-            stacktrace=[str(line) for line in stacktrace] if isinstance(stacktrace, list) else [],
+            stacktrace=tuple(str(line) for line in stacktrace) if isinstance(stacktrace, list) else (),
             parent_key=_text(fields.get(b"parentKey")),
             parent=parent if isinstance(parent, dict) else None,
             repeat_job_key=_text(fields.get(b"rjk")),

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 from . import scripts
 from .connection.resp import Arg, Reply
 from .errors import InvalidOptionError, JobDataError
-from .job import Job, JobState, decode_opts
+from .job import Job, JobState
 from .keys import QueueKeys
 from .options import JobOptions
 from .scripts import NewJob, ScriptCall
@@ -106,7 +106,7 @@ def added_job(job_id: str, data: Any, spec: NewJob, options: JobOptions) -> Job:
         job_id,
         name=spec.name,
         data={} if data is NO_DATA else data,
-        opts=decode_opts(options.stored_json()[0]),
+        opts=options.read_back(),
         timestamp=int(spec.timestamp),
         delay=options.delay,
         priority=options.priority,
@@ -141,11 +141,16 @@ class QueueOps:
         return jobs[0]
 
     def add_bulk(self, items: Iterable[Mapping[str, Any] | Sequence[Any]], now_ms: int) -> Op[list[Job]]:
+        # The per-job work here is the client's share of a bulk add's cost, so the common shapes
+        # ((name, data) tuples, and the (name, data, JobOptions) that add() passes) skip _bulk_item.
         specs: list[NewJob] = []
         given: list[tuple[Any, JobOptions]] = []
         now = str(now_ms)
+        default = JobOptions.from_kwargs({})
         for index, item in enumerate(items):
-            if isinstance(item, tuple) and len(item) == 3 and isinstance(item[2], JobOptions):
+            if type(item) is tuple and len(item) == 2:
+                (name, data), options = item, default
+            elif type(item) is tuple and len(item) == 3 and isinstance(item[2], JobOptions):
                 name, data, options = item
             else:
                 name, data, options = _bulk_item(index, item)
@@ -158,10 +163,10 @@ class QueueOps:
         for spec, (data, options), (job_id, existing) in zip(
             specs, given, scripts.decode_add_jobs(reply), strict=True
         ):
-            if existing is not None:
-                jobs.append(Job.from_hash(job_id, existing))
-            else:
+            if existing is None:
                 jobs.append(added_job(job_id, data, spec, options))
+            else:
+                jobs.append(Job.from_hash(job_id, existing))
         return jobs
 
     def get_job(self, job_id: str) -> Op[Job | None]:

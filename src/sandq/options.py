@@ -258,6 +258,14 @@ class JobOptions:
             object.__setattr__(self, "_stored_json", cached)
         return cached
 
+    def read_back(self) -> dict[str, Any]:
+        """The opts as a reader sees them once stored (abbreviations expanded), as a fresh dict."""
+        cached: dict[str, Any] | None = self.__dict__.get("_read_back")
+        if cached is None:
+            cached = {ABBREVIATIONS.get(key, key): value for key, value in self.stored_json()[0].items()}
+            object.__setattr__(self, "_read_back", cached)
+        return {key: dict(value) if type(value) is dict else value for key, value in cached.items()}
+
     def wire(self) -> tuple[str, str, str, str, int, str]:
         """What add_jobs needs of these options: custom id ("" for none), timestamp ("" for now),
         delay, priority, lifo (0/1) and the opts JSON; computed once per JobOptions."""

@@ -50,7 +50,7 @@ for i, job in ipairs(jobs) do
   end
   local jobKey = prefix .. jobId
   if customId ~= "" and rcall("EXISTS", jobKey) == 1 then
-    rcall("XADD", eventsKey, "MAXLEN", "~", maxLen, "*", "event", "duplicated", "jobId", jobId)
+    rcall("XADD", eventsKey, "*", "event", "duplicated", "jobId", jobId)
     results[i] = {jobId, rcall("HGETALL", jobKey)}
   else
     rcall("HSET", jobKey, "name", name, "data", job[7], "opts", job[8], "timestamp", timestamp,
@@ -59,8 +59,7 @@ for i, job in ipairs(jobs) do
     if delay ~= "0" then
       local fireAt = tonumber(timestamp) + tonumber(delay)
       addDelayed(delayedKey, jobId, fireAt)
-      rcall("XADD", eventsKey, "MAXLEN", "~", maxLen, "*", "event", "delayed", "jobId", jobId,
-        "delay", num(fireAt))
+      rcall("XADD", eventsKey, "*", "event", "delayed", "jobId", jobId, "delay", num(fireAt))
       delayed = true
     else
       if priority ~= "0" then
@@ -70,7 +69,7 @@ for i, job in ipairs(jobs) do
       else
         fifo[#fifo + 1] = jobId
       end
-      rcall("XADD", eventsKey, "MAXLEN", "~", maxLen, "*", "event", "waiting", "jobId", jobId)
+      rcall("XADD", eventsKey, "*", "event", "waiting", "jobId", jobId)
       ready = true
     end
     results[i] = jobId
@@ -85,6 +84,8 @@ end
 for from = 1, #lifo, 5000 do
   rcall("RPUSH", waitKey, unpack(lifo, from, math.min(from + 4999, #lifo)))
 end
+-- One approximate trim for the batch (whole stream nodes only, so it is cheap).
+rcall("XTRIM", eventsKey, "MAXLEN", "~", maxLen)
 if ready and not blocked then
   rcall("ZADD", markerKey, 0, "0")
 end
