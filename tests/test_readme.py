@@ -18,10 +18,13 @@ def blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", README, re.DOTALL)
 
 
-def env_for(server: RedisServer) -> dict[str, str]:
+def run(command: list[str], server: RedisServer) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` as a user of the README would, with sandq's default Redis being ``server``."""
     env = dict(os.environ, SANDQ_REDIS_URL=server.url)
     env["PATH"] = BIN + os.pathsep + env.get("PATH", "")
-    return env
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return done
 
 
 def test_the_readme_opens_with_set_up_main_job_and_tests() -> None:
@@ -36,15 +39,7 @@ def test_the_readme_opens_with_set_up_main_job_and_tests() -> None:
 
 def test_the_main_job_command(private_redis: RedisServer) -> None:
     command = blocks("sh")[0].strip().splitlines()[1]
-    done = subprocess.run(
-        ["bash", "-c", command],
-        env=env_for(private_redis),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run(["bash", "-c", command], private_redis)
     lines = done.stdout.splitlines()
     assert lines[0] == "1"
     assert lines[1] == "queue emails (bull:emails), running"
@@ -55,28 +50,12 @@ def test_the_python_examples(private_redis: RedisServer) -> None:
     examples = blocks("python")
     assert len(examples) == 2
     first = examples[0].replace("redis://localhost:6379/0", private_redis.url)
-    done = subprocess.run(
-        [sys.executable, "-c", first],
-        env=env_for(private_redis),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run([sys.executable, "-c", first], private_redis)
     assert done.stdout.splitlines() == [
         "1 waiting",
         "{'waiting': 1001, 'active': 0, 'delayed': 1, 'prioritized': 0, 'waiting-children': 0, "
         "'completed': 0, 'failed': 0}",
     ]
     second = "import sandq\n" + examples[1] + "print(queue.get_job_counts('prioritized'))\n"
-    done = subprocess.run(
-        [sys.executable, "-c", second],
-        env=env_for(private_redis),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run([sys.executable, "-c", second], private_redis)
     assert done.stdout.strip() == "{'prioritized': 1}"
