@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import shutil
 import subprocess
 import tempfile
 import time
@@ -320,10 +321,12 @@ def tls_redis() -> Iterator[tuple[int, str]]:
             "--tls-auth-clients", "no",
         )  # fmt: skip
     except RuntimeError:
+        shutil.rmtree(directory, ignore_errors=True)
         pytest.skip("this redis-server was built without TLS")
     tls_port = int(server.extra[1])
     yield tls_port, cert
     server.close()
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 async def test_tls(tls_redis: tuple[int, str]) -> None:
