@@ -128,7 +128,7 @@ async def test_cancelled_callers_do_not_disturb_the_others(redis_url: str) -> No
 
 
 def test_the_client_works_under_asyncio(redis_url: str, queue_name: str) -> None:
-    async def main() -> list[bytes]:
+    async def main() -> tuple[list[bytes], int, object]:
         async with RedisClient(redis_url) as client:
             replies: list[bytes] = []
 
@@ -138,14 +138,20 @@ def test_the_client_works_under_asyncio(redis_url: str, queue_name: str) -> None
             async with anyio.create_task_group() as group:
                 for i in range(20):
                     group.start_soon(worker, i)
+            # Cancelling a blocking call closes its connection: the BLPOP cannot swallow a later push.
             with anyio.move_on_after(0.1):
                 await client.execute_blocking("BLPOP", queue_name, 5)
+            idle = client.statistics().blocking_idle
+            await client.execute("RPUSH", queue_name, "kept")
+            popped = await client.execute_blocking("BLPOP", queue_name, 1)
             replies.append(await client.execute("ECHO", "after"))
-            return replies
+            return replies, idle, popped
 
-    replies = anyio.run(main, backend="asyncio")
+    replies, idle, popped = anyio.run(main, backend="asyncio")
     assert sorted(replies[:-1], key=int) == [str(i).encode() for i in range(20)]
     assert replies[-1] == b"after"
+    assert idle == 0
+    assert popped == [queue_name.encode(), b"kept"]
 
 
 # --- blocking commands --------------------------------------------------------------------------
