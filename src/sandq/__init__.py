@@ -45,23 +45,36 @@ _EXPORTS = {
     "ReplyError": "sandq.errors",
     "ScriptError": "sandq.errors",
     "JobNotFoundError": "sandq.errors",
+    "JobControl": "sandq.errors",
+    "UnrecoverableError": "sandq.errors",
+    "DelayedError": "sandq.errors",
+    "RateLimitError": "sandq.errors",
+    "WaitingChildrenError": "sandq.errors",
+    "WorkerError": "sandq.errors",
+    "ProcessorLoadError": "sandq.errors",
+    "ProtocolViolation": "sandq.errors",
 }
 
 __all__ = [
     "Backoff",
     "ConfigurationError",
     "ConnectionLostError",
+    "DelayedError",
     "EmbeddedRedisError",
     "InvalidJobIdError",
     "InvalidOptionError",
     "Job",
+    "JobControl",
     "JobDataError",
     "JobNotFoundError",
     "JobOptions",
     "JobState",
     "KeepJobs",
     "MalformedJobError",
+    "ProcessorLoadError",
+    "ProtocolViolation",
     "Queue",
+    "RateLimitError",
     "RedisClient",
     "RedisConnectionError",
     "RedisError",
@@ -71,6 +84,9 @@ __all__ = [
     "ScriptError",
     "SyncQueue",
     "SyncRedisClient",
+    "UnrecoverableError",
+    "WaitingChildrenError",
+    "WorkerError",
     "__version__",
 ]
 
@@ -85,6 +101,9 @@ if TYPE_CHECKING:
         ConnectionLostError as ConnectionLostError,
     )
     from .errors import (
+        DelayedError as DelayedError,
+    )
+    from .errors import (
         EmbeddedRedisError as EmbeddedRedisError,
     )
     from .errors import (
@@ -94,6 +113,9 @@ if TYPE_CHECKING:
         InvalidOptionError as InvalidOptionError,
     )
     from .errors import (
+        JobControl as JobControl,
+    )
+    from .errors import (
         JobDataError as JobDataError,
     )
     from .errors import (
@@ -101,6 +123,15 @@ if TYPE_CHECKING:
     )
     from .errors import (
         MalformedJobError as MalformedJobError,
+    )
+    from .errors import (
+        ProcessorLoadError as ProcessorLoadError,
+    )
+    from .errors import (
+        ProtocolViolation as ProtocolViolation,
+    )
+    from .errors import (
+        RateLimitError as RateLimitError,
     )
     from .errors import (
         RedisConnectionError as RedisConnectionError,
@@ -116,6 +147,15 @@ if TYPE_CHECKING:
     )
     from .errors import (
         ScriptError as ScriptError,
+    )
+    from .errors import (
+        UnrecoverableError as UnrecoverableError,
+    )
+    from .errors import (
+        WaitingChildrenError as WaitingChildrenError,
+    )
+    from .errors import (
+        WorkerError as WorkerError,
     )
     from .job import Job as Job
     from .job import JobState as JobState

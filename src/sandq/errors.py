@@ -9,6 +9,14 @@
     │   └── EmbeddedRedisError      no Redis configured and the embedded one cannot start
     ├── JobDataError                job data that cannot be stored as JSON (also a ValueError)
     ├── MalformedJobError           a job hash in Redis that cannot be read as a job
+    ├── JobControl                  raised by a processor to steer its job (not a failure of sandq)
+    │   ├── UnrecoverableError      fail the job now, whatever attempts are left
+    │   ├── DelayedError            the job is put back as delayed, without spending an attempt
+    │   ├── RateLimitError          the queue is rate limited: the job goes back to wait
+    │   └── WaitingChildrenError    the job waits for its children before it finishes
+    ├── WorkerError                 the worker cannot go on
+    │   ├── ProcessorLoadError      ``module:function`` cannot be imported or called
+    │   └── ProtocolViolation       a child sent bytes that are not the pipe protocol
     └── RedisError                  something Redis said, or could not say
         ├── RedisConnectionError    Redis cannot be reached; nothing was sent
         │   └── ConnectionLostError the connection broke with commands in flight:
@@ -74,6 +82,52 @@ class MalformedJobError(SandqError):
         super().__init__(f"job {job_id!r}: field {field!r} {reason}")
         self.job_id = job_id
         self.field = field
+
+
+class JobControl(SandqError):
+    """Base of the exceptions a processor raises on purpose to steer its job."""
+
+
+class UnrecoverableError(JobControl):
+    """Raise it in a processor to fail the job at once: no retry, whatever ``attempts`` says."""
+
+
+class DelayedError(JobControl):
+    """Raise it in a processor to put the job back as delayed by ``delay_ms`` without spending an
+    attempt (the processor may also return ``sandq.Delay(ms)``)."""
+
+    def __init__(self, delay_ms: int = 0, message: str = "") -> None:
+        super().__init__(message or f"delayed by {delay_ms} ms")
+        self.delay_ms = delay_ms
+
+
+class RateLimitError(JobControl):
+    """Raise it in a processor when the resource it calls is rate limited: the job goes back to wait
+    without spending an attempt, and the worker fetches nothing for ``delay_ms``."""
+
+    def __init__(self, delay_ms: int = 0, message: str = "") -> None:
+        super().__init__(message or f"rate limited for {delay_ms} ms")
+        self.delay_ms = delay_ms
+
+
+class WaitingChildrenError(JobControl):
+    """Raise it in a processor that has added children: the job waits for them, then runs again."""
+
+
+class WorkerError(SandqError):
+    """The worker cannot go on, e.g. its children keep failing to start. The message says why."""
+
+
+class ProcessorLoadError(WorkerError, ConfigurationError):
+    """``module:function`` cannot be imported, has no such attribute, or is not callable.
+
+    Raised before any job is fetched; the message is one line naming the module and the cause.
+    """
+
+
+class ProtocolViolation(WorkerError):
+    """A child sent bytes that are not sandq's pipe protocol (a frame too large, not msgpack, an
+    unknown message). The child is killed and its job failed; the worker carries on."""
 
 
 class RedisError(SandqError):

@@ -46,6 +46,7 @@ class QueueKeys:
     __slots__ = (
         "active",
         "base",
+        "cancels",
         "completed",
         "delayed",
         "events",
@@ -93,6 +94,9 @@ class QueueKeys:
         self.marker = base + "marker"
         self.id = base + "id"
         self.repeat = base + "repeat"
+        # sandq's own key: a stream of cancel requests for running jobs. Custom job ids cannot contain
+        # ':', so no job key can ever be named like it.
+        self.cancels = base + "sandq:cancels"
 
     def job(self, job_id: str) -> str:
         """The job hash key ``P:Q:<job_id>``."""
