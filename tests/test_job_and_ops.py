@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from sandq.errors import InvalidOptionError, JobDataError, MalformedJobError
+from sandq.errors import InvalidOptionError, JobDataError, MalformedJobError, SandqError
 from sandq.job import Job, JobState, parse_number
 from sandq.ops import NO_DATA, Command, Pipeline, QueueOps, list_queues, new_job
 from sandq.options import JobOptions
@@ -190,3 +190,35 @@ def test_fast_job_records_equal_the_regular_ones() -> None:
     fast = Job.added("1", name="n", data=[1], opts={"attempts": 0}, timestamp=5, delay=0, priority=3)
     assert fast == Job(id="1", name="n", data=[1], opts={"attempts": 0}, timestamp=5, priority=3)
     assert fast.stacktrace == ()
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, str]] = []
+
+    def send_progress(self, job: Job, progress_json: str) -> None:
+        self.sent.append(("progress", job.id, progress_json))
+
+    def send_log(self, job: Job, line: str) -> None:
+        self.sent.append(("log", job.id, line))
+
+    def send_data(self, job: Job, data_json: str) -> None:
+        self.sent.append(("data", job.id, data_json))
+
+
+def test_a_bound_job_sends_its_updates() -> None:
+    channel = Recorder()
+    job = Job(id="3", name="n", data={"a": 1}).bind(channel)
+    job.update_progress(50)
+    job.log("half way")
+    job.update_data({"a": 2})
+    assert channel.sent == [("progress", "3", "50"), ("log", "3", "half way"), ("data", "3", '{"a":2}')]
+    assert (job.progress, job.data) == (50, {"a": 2})
+    with pytest.raises(JobDataError, match="progress cannot be stored as JSON"):
+        job.update_progress(float("nan"))
+    assert job == Job(id="3", name="n", data={"a": 2}, progress=50)
+
+
+def test_an_unbound_job_says_where_its_methods_work() -> None:
+    with pytest.raises(SandqError, match=r"Job.log\(\) works inside a processor"):
+        Job(id="1", name="n", data={}).log("x")

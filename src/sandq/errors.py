@@ -13,7 +13,8 @@
     │   ├── UnrecoverableError      fail the job now, whatever attempts are left
     │   ├── DelayedError            the job is put back as delayed, without spending an attempt
     │   ├── RateLimitError          the queue is rate limited: the job goes back to wait
-    │   └── WaitingChildrenError    the job waits for its children before it finishes
+    │   ├── WaitingChildrenError    the job waits for its children before it finishes
+    │   └── JobCancelled            raised by CancelToken.raise_if_cancelled()
     ├── WorkerError                 the worker cannot go on
     │   ├── ProcessorLoadError      ``module:function`` cannot be imported or called
     │   └── ProtocolViolation       a child sent bytes that are not the pipe protocol
@@ -112,6 +113,16 @@ class RateLimitError(JobControl):
 
 class WaitingChildrenError(JobControl):
     """Raise it in a processor that has added children: the job waits for them, then runs again."""
+
+
+class JobCancelled(JobControl):
+    """Raised by ``token.raise_if_cancelled()`` once the job has been cancelled (a timeout, a user's
+    cancel, a lost lock, a shutdown). ``reason`` says which. Let it propagate: the job ends by the
+    cancel whatever the processor does next."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"job cancelled: {reason}")
+        self.reason = reason
 
 
 class WorkerError(SandqError):

@@ -13,10 +13,20 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any
+from typing import Any, Protocol
 
-from .errors import MalformedJobError
+from .errors import JobDataError, MalformedJobError, SandqError
 from .options import ABBREVIATIONS, JobOptions
+
+
+class JobChannel(Protocol):
+    """Where a running job's updates go: inside a child process, the pipe to the supervisor."""
+
+    def send_progress(self, job: Job, progress_json: str) -> None: ...
+
+    def send_log(self, job: Job, line: str) -> None: ...
+
+    def send_data(self, job: Job, data_json: str) -> None: ...
 
 
 class JobState(str, enum.Enum):
@@ -33,6 +43,13 @@ class JobState(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+def _to_json(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise JobDataError(f"the job's {what} cannot be stored as JSON: {exc}") from None
 
 
 def parse_number(raw: bytes | str | None, default: int = 0) -> int:
@@ -111,6 +128,36 @@ class Job:
     @property
     def options(self) -> JobOptions:
         return JobOptions.from_stored(self.opts)
+
+    # --- inside a processor -------------------------------------------------------------------
+
+    def update_progress(self, progress: Any) -> None:
+        """Report progress (a number, or any JSON value): written to the job and a ``progress`` event."""
+        text = _to_json(progress, "progress")
+        self._channel("update_progress").send_progress(self, text)
+        object.__setattr__(self, "progress", progress)
+
+    def log(self, line: str) -> None:
+        """Add a line to the job's log (``queue.get_job_logs``, dashboards)."""
+        self._channel("log").send_log(self, str(line))
+
+    def update_data(self, data: Any) -> None:
+        """Replace the job's data (it must be JSON-serialisable)."""
+        text = _to_json(data, "data")
+        self._channel("update_data").send_data(self, text)
+        object.__setattr__(self, "data", data)
+
+    def bind(self, channel: JobChannel) -> Job:
+        """Attach the channel that :meth:`update_progress`, :meth:`log` and :meth:`update_data` use
+        (done by the child process for the job it runs); returns the job itself."""
+        object.__setattr__(self, "_bound_channel", channel)
+        return self
+
+    def _channel(self, method: str) -> JobChannel:
+        channel: JobChannel | None = self.__dict__.get("_bound_channel")
+        if channel is None:
+            raise SandqError(f"Job.{method}() works inside a processor, on the job it is running")
+        return channel
 
     @classmethod
     def added(
