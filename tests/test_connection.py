@@ -410,3 +410,25 @@ def test_sync_client_never_connected(private_redis: RedisServer) -> None:
         pytest.raises(RedisConnectionError, match="cannot connect"),
     ):
         client.ping()
+
+
+async def test_run_scripts_is_one_write_and_reloads_missing_scripts(private_redis: RedisServer) -> None:
+    other = make_script("other_test", 0, "return ARGV[1] .. '!'")
+    async with RedisClient(private_redis.url) as client:
+        await client.execute("SCRIPT", "FLUSH")
+        replies = await client.run_scripts(
+            [
+                (ECHO_SCRIPT, ["k"], ["a"]),
+                (other, [], ["b"]),
+                (make_script("bad", 0, "return redis.call('NOPE')"), [], []),
+            ]
+        )
+        assert replies[:2] == [[b"k", b"a"], b"b!"]
+        assert isinstance(replies[2], ReplyError)
+        before = client.statistics()
+        assert await client.run_scripts([(ECHO_SCRIPT, ["k"], [str(i)]) for i in range(5)]) == [
+            [b"k", str(i).encode()] for i in range(5)
+        ]
+        after = client.statistics()
+        assert (after.commands - before.commands, after.writes - before.writes) == (5, 1)
+        assert await client.run_scripts([]) == []

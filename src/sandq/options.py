@@ -374,3 +374,68 @@ def parse_duration(text: str) -> float:
 def duration_ms(text: str) -> int:
     """:func:`parse_duration`, in whole milliseconds."""
     return round(parse_duration(text) * 1000)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerOptions:
+    """Settings of a worker (``sandq run`` / :class:`sandq.Worker`); durations in seconds.
+
+    - ``concurrency``: child processes, each running one job at a time.
+    - ``timeout``: the limit of one run when a job has no ``timeout`` option (None: no limit).
+    - ``kill_grace``: after a cancel (timeout, user cancel, lost lock, shutdown), how long a child has
+      to stop by itself before its process group is killed.
+    - ``lock_duration``: how long a job's lock lives unless renewed (renewed every half of it).
+    - ``stalled_interval``: how often the stalled-job sweep runs; ``max_stalled_count``: how often a
+      job may stall before it is failed.
+    - ``shutdown_timeout``: on SIGTERM/SIGINT, how long running jobs may take to finish.
+    - ``drain_delay``: the longest wait on an empty queue before looking again.
+    - ``remove_on_complete`` / ``remove_on_fail``: retention for jobs that have no such option.
+    - ``limiter``: ``(max_jobs, per_seconds)``: a rate limit shared by the queue's workers.
+    - ``preload``: modules the zygote imports before forking children (numpy, torch, ...).
+    - ``name``: the worker's name (shown by ``getWorkers`` and in a job's ``pb`` field).
+    """
+
+    concurrency: int = 1
+    timeout: float | None = None
+    kill_grace: float = 5.0
+    lock_duration: float = 30.0
+    stalled_interval: float = 30.0
+    max_stalled_count: int = 1
+    shutdown_timeout: float = 30.0
+    drain_delay: float = 5.0
+    remove_on_complete: Retention = False
+    remove_on_fail: Retention = False
+    limiter: tuple[int, float] | None = None
+    stack_trace_limit: int = 10
+    preload: tuple[str, ...] = ()
+    prefix: str = "bull"
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_int("concurrency", self.concurrency, minimum=1)
+        _check_int("max_stalled_count", self.max_stalled_count, minimum=0)
+        _check_int("stack_trace_limit", self.stack_trace_limit, minimum=0)
+        for name in ("kill_grace", "lock_duration", "stalled_interval", "shutdown_timeout", "drain_delay"):
+            _check_seconds(name, getattr(self, name))
+        if self.timeout is not None:
+            _check_seconds("timeout", self.timeout, positive=True)
+        if self.lock_duration <= 0 or self.stalled_interval <= 0:
+            raise InvalidOptionError("lock_duration and stalled_interval must be more than 0")
+        object.__setattr__(
+            self, "remove_on_complete", _coerce_retention("remove_on_complete", self.remove_on_complete)
+        )
+        object.__setattr__(self, "remove_on_fail", _coerce_retention("remove_on_fail", self.remove_on_fail))
+        if self.limiter is not None:
+            max_jobs, per = self.limiter
+            _check_int("limiter max", max_jobs, minimum=1)
+            _check_seconds("limiter duration", per, positive=True)
+        object.__setattr__(self, "preload", tuple(self.preload))
+        if self.name is not None and (not self.name or any(c.isspace() for c in self.name)):
+            raise InvalidOptionError(f"a worker name must be non-empty and without spaces, not {self.name!r}")
+
+
+def _check_seconds(name: str, value: object, *, positive: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidOptionError(f"{name} must be a number of seconds, not {value!r}")
+    if value < 0 or (positive and value == 0):
+        raise InvalidOptionError(f"{name} must be {'more than' if positive else 'at least'} 0, not {value}")

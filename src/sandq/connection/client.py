@@ -358,6 +358,9 @@ class RedisClient:
         self._busy: set[_Connection] = set()
         self._closed = False
         self._counters = _Counters()
+        #: CLIENT SETNAME for dedicated (blocking) connections, when it differs from the others'. A
+        #: worker names its blocking connection as BullMQ's workers do, so that ``getWorkers`` lists it.
+        self.dedicated_name: str | None = None
 
     def statistics(self) -> ClientStatistics:
         counters = self._counters
@@ -425,6 +428,26 @@ class RedisClient:
         await self.execute("SCRIPT", "LOAD", script.source)
         return await self._execute_encoded(command)
 
+    async def run_scripts(self, calls: Sequence[tuple[Script, Sequence[Arg], Sequence[Arg]]]) -> list[Reply]:
+        """Run several scripts in one write (a pipeline); their replies in order, an error reply as a
+        ReplyError in its place. Calls of scripts Redis does not have are loaded and run again."""
+        if not calls:
+            return []
+        encoded = [encode_evalsha(script.sha, keys, args) for script, keys, args in calls]
+        connection = await self._get_connection()
+        replies = await connection.request(b"".join(encoded), len(encoded))
+        missing = [
+            i for i, reply in enumerate(replies) if isinstance(reply, ReplyError) and reply.code == "NOSCRIPT"
+        ]
+        if missing:
+            for script in {calls[i][0].sha: calls[i][0] for i in missing}.values():
+                await self.execute("SCRIPT", "LOAD", script.source)
+            connection = await self._get_connection()
+            again = await connection.request(b"".join(encoded[i] for i in missing), len(missing))
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        return replies
+
     async def execute_blocking(self, *args: Arg) -> Reply:
         """Run a blocking command (BZPOPMIN, XREAD BLOCK, ...) on a dedicated connection.
 
@@ -464,6 +487,8 @@ class RedisClient:
         if self._closed:
             raise RedisConnectionError("this Redis client has been closed")
         settings = await self.resolve_settings()
+        if dedicated and self.dedicated_name is not None:
+            settings = settings.with_client_name(self.dedicated_name)
         if not self._ever_connected:
             connection = await open_connection(settings, self._counters)
             self._ever_connected = True
