@@ -14,6 +14,7 @@ from sandq.errors import (
     InvalidJobIdError,
     InvalidOptionError,
     JobDataError,
+    JobNotFoundError,
     RedisConnectionError,
 )
 
@@ -172,3 +173,36 @@ def test_bad_queue_names_and_connections() -> None:
         Queue("q", 42)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError):
         SyncQueue("q", object())  # type: ignore[arg-type]
+
+
+async def test_cancel_of_jobs_that_are_not_running(redis_url: str, queue_name: str) -> None:
+    async with Queue(queue_name, redis_url) as queue:
+        waiting = await queue.add("w")
+        delayed = await queue.add("d", delay=60_000)
+        assert await queue.cancel(waiting.id, "not needed") is JobState.WAITING
+        assert await queue.cancel(delayed.id) is JobState.DELAYED
+        for job_id, reason in (
+            (waiting.id, "cancelled: not needed"),
+            (delayed.id, "cancelled: cancelled by request"),
+        ):
+            job = await queue.get_job(job_id)
+            assert job is not None
+            assert job.failed_reason == reason
+            assert await queue.get_job_state(job_id) is JobState.FAILED
+        # A finished job says so and stays as it is.
+        assert await queue.cancel(waiting.id, "again") is JobState.FAILED
+        assert (await queue.get_job(waiting.id)).failed_reason == "cancelled: not needed"  # type: ignore[union-attr]
+        with pytest.raises(JobNotFoundError):
+            await queue.cancel("nope")
+        assert await queue.get_job_counts("waiting", "delayed", "failed") == {
+            "waiting": 0,
+            "delayed": 0,
+            "failed": 2,
+        }
+
+
+def test_sync_cancel(redis_url: str, queue_name: str) -> None:
+    with SyncQueue(queue_name, redis_url) as queue:
+        job = queue.add("p", priority=3)
+        assert queue.cancel(job.id, "stop") is JobState.PRIORITIZED
+        assert queue.get_job_state(job.id) is JobState.FAILED

@@ -14,7 +14,7 @@ from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
-from . import scripts
+from . import scripts, worker_scripts
 from .connection.resp import Arg, Reply
 from .errors import InvalidOptionError, JobDataError
 from .job import Job, JobState
@@ -193,6 +193,10 @@ class QueueOps:
         remaining = scripts.decode_pause((yield scripts.pause(self.keys, paused=False)))
         while remaining:
             remaining = scripts.decode_pause((yield scripts.pause(self.keys, paused=False, emit_event=False)))
+
+    def cancel(self, job_id: str, reason: str, now_ms: int) -> Op[JobState]:
+        reply = yield worker_scripts.cancel_job(self.keys, job_id, reason, now_ms=now_ms)
+        return worker_scripts.decode_cancel(reply, job_id=job_id)
 
     def is_paused(self) -> Op[bool]:
         reply = yield Command(("HEXISTS", self.keys.meta, "paused"))

@@ -79,6 +79,14 @@ class Queue:
         """Let workers take jobs again."""
         await drive_async(self.client, self._ops.resume())
 
+    async def cancel(self, job_id: str, reason: str = "cancelled by request") -> JobState:
+        """Cancel a job, wherever it is. Running: the worker holding it (on any machine) sends its
+        child ``cancel(reason)`` and kills it after the grace; the job fails with ``cancelled:
+        <reason>``. Waiting, prioritized or delayed: it is failed at once with that reason. Returns the
+        state the job was in (``COMPLETED``/``FAILED``: it had already finished; nothing changed).
+        Raises JobNotFoundError for an unknown job."""
+        return await drive_async(self.client, self._ops.cancel(job_id, reason, now_ms()))
+
     async def is_paused(self) -> bool:
         return await drive_async(self.client, self._ops.is_paused())
 

@@ -65,6 +65,10 @@ class SyncQueue:
     def resume(self) -> None:
         drive_sync(self.client, self._ops.resume())
 
+    def cancel(self, job_id: str, reason: str = "cancelled by request") -> JobState:
+        """Cancel a job wherever it is; see :meth:`sandq.Queue.cancel`."""
+        return drive_sync(self.client, self._ops.cancel(job_id, reason, now_ms()))
+
     def is_paused(self) -> bool:
         return drive_sync(self.client, self._ops.is_paused())
 
