@@ -13,7 +13,6 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-
 _MAX_WAIT = 2**53  # ms; a wait no Redis score can hold more precisely anyway
 
 
