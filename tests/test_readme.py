@@ -7,10 +7,18 @@ import pathlib
 import re
 import subprocess
 import sys
+from typing import Any
+
+import pytest
+
+from sandq.child import CancelToken
+from sandq.errors import JobCancelled
+from sandq.job import Job
 
 from servers import RedisServer
 
-README = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+ROOT = pathlib.Path(__file__).parent.parent
+README = (ROOT / "README.md").read_text()
 BIN = os.path.dirname(sys.executable)
 
 
@@ -18,11 +26,13 @@ def blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", README, re.DOTALL)
 
 
-def run(command: list[str], server: RedisServer) -> subprocess.CompletedProcess[str]:
+def run(
+    command: list[str], server: RedisServer, cwd: pathlib.Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``command`` as a user of the README would, with sandq's default Redis being ``server``."""
     env = dict(os.environ, SANDQ_REDIS_URL=server.url)
     env["PATH"] = BIN + os.pathsep + env.get("PATH", "")
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     return done
 
@@ -39,15 +49,38 @@ def test_the_readme_opens_with_set_up_main_job_and_tests() -> None:
 
 def test_the_main_job_command(private_redis: RedisServer) -> None:
     command = blocks("sh")[0].strip().splitlines()[1]
-    done = run(["bash", "-c", command], private_redis)
-    lines = done.stdout.splitlines()
-    assert lines[0] == "1"
-    assert lines[1] == "queue emails (bull:emails), running"
-    assert "waiting              1" in lines
+    done = run(["bash", "-c", command], private_redis, cwd=ROOT)
+    assert done.stdout == "1\n"
+    assert 'job 1 (square) completed: {"square":49}' in done.stderr
+
+
+def test_the_processor_example() -> None:
+    processor = blocks("python")[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(processor, "README processor", "exec"), namespace)
+    sent: list[str] = []
+
+    class Channel:
+        def send_progress(self, job: Job, progress_json: str) -> None:
+            sent.append(progress_json)
+
+        def send_log(self, job: Job, line: str) -> None:
+            sent.append(line)
+
+        def send_data(self, job: Job, data_json: str) -> None:
+            sent.append(data_json)
+
+    job = Job(id="1", name="report", data={"items": [1, 2, 3]}).bind(Channel())
+    assert namespace["process"](job, CancelToken()) == {"total": 14}
+    assert sent == ["33", "66", "100"]
+    token = CancelToken()
+    token.cancel("stop")
+    with pytest.raises(JobCancelled):
+        namespace["process"](job, token)
 
 
 def test_the_python_examples(private_redis: RedisServer) -> None:
-    examples = blocks("python")
+    examples = blocks("python")[1:]
     assert len(examples) == 2
     first = examples[0].replace("redis://localhost:6379/0", private_redis.url)
     done = run([sys.executable, "-c", first], private_redis)

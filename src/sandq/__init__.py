@@ -3,6 +3,9 @@
 Layout (dependencies point down this list; nothing below imports what is above it):
 
     cli            the ``sandq`` command
+    supervisor/    the worker (trio): fetching, finishing, locks, stalled jobs, cancels, the child pool
+    child/         what runs in the child processes; imports neither trio nor a Redis client
+    protocol/      the pipe protocol between supervisor and children, pure
     queue, sync    Queue (async, anyio) and SyncQueue (redis-py): thin drivers of ...
     ops            ... the queue operations, as sans-IO generators over Redis calls
     scripts        pure (keys, args) builders and reply decoders for the Lua scripts in lua/
@@ -22,6 +25,11 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "Worker": "sandq.supervisor.worker",
+    "WorkerOptions": "sandq.options",
+    "CancelToken": "sandq.child.api",
+    "Delay": "sandq.child.api",
+    "JobCancelled": "sandq.errors",
     "Queue": "sandq.queue",
     "SyncQueue": "sandq.sync",
     "Job": "sandq.job",
@@ -57,13 +65,16 @@ _EXPORTS = {
 
 __all__ = [
     "Backoff",
+    "CancelToken",
     "ConfigurationError",
     "ConnectionLostError",
+    "Delay",
     "DelayedError",
     "EmbeddedRedisError",
     "InvalidJobIdError",
     "InvalidOptionError",
     "Job",
+    "JobCancelled",
     "JobControl",
     "JobDataError",
     "JobNotFoundError",
@@ -86,11 +97,15 @@ __all__ = [
     "SyncRedisClient",
     "UnrecoverableError",
     "WaitingChildrenError",
+    "Worker",
     "WorkerError",
+    "WorkerOptions",
     "__version__",
 ]
 
 if TYPE_CHECKING:
+    from .child.api import CancelToken as CancelToken
+    from .child.api import Delay as Delay
     from .connection.client import RedisClient as RedisClient
     from .connection.settings import RedisSettings as RedisSettings
     from .connection.sync import SyncRedisClient as SyncRedisClient
@@ -111,6 +126,9 @@ if TYPE_CHECKING:
     )
     from .errors import (
         InvalidOptionError as InvalidOptionError,
+    )
+    from .errors import (
+        JobCancelled as JobCancelled,
     )
     from .errors import (
         JobControl as JobControl,
@@ -162,7 +180,9 @@ if TYPE_CHECKING:
     from .options import Backoff as Backoff
     from .options import JobOptions as JobOptions
     from .options import KeepJobs as KeepJobs
+    from .options import WorkerOptions as WorkerOptions
     from .queue import Queue as Queue
+    from .supervisor.worker import Worker as Worker
     from .sync import SyncQueue as SyncQueue
 
 

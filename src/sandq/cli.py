@@ -4,6 +4,8 @@
 
     sandq add QUEUE NAME [JSON_DATA] [--delay D] [--priority N] [--attempts N] [--job-id ID] ...
     sandq info [QUEUE]
+    sandq cancel QUEUE JOB_ID [--reason TEXT]
+    sandq run MODULE:FUNCTION [--queue NAME] [--concurrency N] [--timeout D] ...
 
 Every command takes ``--redis URL`` (default: ``SANDQ_REDIS_URL``, else a Redis on localhost:6379, else
 the embedded one; ``--redis embedded`` asks for the embedded one) and ``--prefix P`` (default ``bull``).
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -23,9 +26,17 @@ import trio
 
 from . import __version__
 from .connection.client import RedisClient
-from .errors import ConfigurationError, EmbeddedRedisError, InvalidOptionError, JobDataError, SandqError
+from .errors import (
+    ConfigurationError,
+    EmbeddedRedisError,
+    InvalidOptionError,
+    JobDataError,
+    JobNotFoundError,
+    SandqError,
+)
+from .job import JobState
 from .ops import drive_async, list_queues
-from .options import duration_ms
+from .options import duration_ms, parse_duration
 from .queue import Queue
 from .scripts import DEFAULT_COUNT_STATES
 
@@ -33,6 +44,13 @@ from .scripts import DEFAULT_COUNT_STATES
 def _duration(text: str) -> int:
     try:
         return duration_ms(text)
+    except InvalidOptionError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        return parse_duration(text)
     except InvalidOptionError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -69,6 +87,34 @@ def _parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser("info", parents=[common], help="jobs per state, for one queue or all")
     info.add_argument("queue", metavar="QUEUE", nargs="?")
+
+    cancel = commands.add_parser("cancel", parents=[common], help="cancel a job, running or not")
+    cancel.add_argument("queue", metavar="QUEUE")
+    cancel.add_argument("job_id", metavar="JOB_ID")
+    cancel.add_argument("--reason", default="cancelled by request", help="recorded as 'cancelled: REASON'")
+
+    run = commands.add_parser("run", parents=[common], help="process a queue's jobs with module:function")
+    run.add_argument("processor", metavar="MODULE:FUNCTION", help="imported from the current directory")
+    run.add_argument("--queue", "-q", default="default", help="the queue to process (default: default)")
+    run.add_argument(
+        "--concurrency", "-c", metavar="N", type=int, default=1, help="child processes (default 1)"
+    )
+    run.add_argument(
+        "--timeout", metavar="D", type=_seconds, help="time limit of a run without its own timeout"
+    )
+    run.add_argument(
+        "--kill-grace", metavar="D", type=_seconds, default=5.0, help="cancel to kill (default 5s)"
+    )
+    run.add_argument("--lock-duration", metavar="D", type=_seconds, default=30.0, help="default 30s")
+    run.add_argument("--stalled-interval", metavar="D", type=_seconds, default=30.0, help="default 30s")
+    run.add_argument("--max-stalled-count", metavar="N", type=int, default=1, help="default 1")
+    run.add_argument("--shutdown-timeout", metavar="D", type=_seconds, default=30.0, help="default 30s")
+    run.add_argument("--preload", metavar="MODULE", action="append", default=[], help="import before forking")
+    run.add_argument(
+        "--name", metavar="WORKER_NAME", help="the worker's name, as BullMQ's getWorkers shows it"
+    )
+    run.add_argument("--burst", action="store_true", help="stop once no job is waiting or running")
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
 
 
@@ -136,10 +182,57 @@ async def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+_CANCEL_SAID = {
+    JobState.ACTIVE: "is running: the worker holding it cancels it",
+    JobState.COMPLETED: "has already completed; nothing to cancel",
+    JobState.FAILED: "has already failed; nothing to cancel",
+}
+
+
+async def _cancel(args: argparse.Namespace) -> int:
+    async with Queue(args.queue, args.redis, prefix=args.prefix) as queue:
+        try:
+            state = await queue.cancel(args.job_id, args.reason)
+        except JobNotFoundError:
+            print(f"sandq: error: no job {args.job_id!r} in queue {args.queue!r}", file=sys.stderr)
+            return 1
+    said = _CANCEL_SAID.get(state, f"was {state}: failed with 'cancelled: {args.reason}'")
+    print(f"job {args.job_id} {said}")
+    return 0 if state not in (JobState.COMPLETED, JobState.FAILED) else 1
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from .supervisor.worker import Worker
+
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    worker = Worker(
+        args.queue,
+        args.processor,
+        args.redis,
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        kill_grace=args.kill_grace,
+        lock_duration=args.lock_duration,
+        stalled_interval=args.stalled_interval,
+        max_stalled_count=args.max_stalled_count,
+        shutdown_timeout=args.shutdown_timeout,
+        preload=tuple(args.preload),
+        prefix=args.prefix,
+        name=args.name,
+        burst=args.burst,
+    )
+    await worker.run(handle_signals=True)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sandq`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
-    handler = {"add": _add, "info": _info}[args.command]
+    handler = {"add": _add, "info": _info, "run": _run, "cancel": _cancel}[args.command]
     try:
         return trio.run(handler, args)
     except EmbeddedRedisError as exc:

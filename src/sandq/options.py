@@ -393,6 +393,7 @@ class WorkerOptions:
     - ``limiter``: ``(max_jobs, per_seconds)``: a rate limit shared by the queue's workers.
     - ``preload``: modules the zygote imports before forking children (numpy, torch, ...).
     - ``name``: the worker's name (shown by ``getWorkers`` and in a job's ``pb`` field).
+    - ``burst``: stop once no job is waiting or running (delayed jobs are left for a later run).
     """
 
     concurrency: int = 1
@@ -410,6 +411,7 @@ class WorkerOptions:
     preload: tuple[str, ...] = ()
     prefix: str = "bull"
     name: str | None = None
+    burst: bool = False
 
     def __post_init__(self) -> None:
         _check_int("concurrency", self.concurrency, minimum=1)
