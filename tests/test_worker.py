@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import pathlib
 import sys
@@ -15,6 +16,7 @@ import redis
 import trio
 
 from sandq import JobState, Queue
+from sandq.errors import RedisConnectionError
 from sandq.supervisor.worker import Worker
 
 TESTS = pathlib.Path(__file__).parent
@@ -47,10 +49,13 @@ async def running(
             worker.shutdown()  # the second request: do not wait for running jobs
 
 
-async def wait_for(queue: Queue, job_id: str, *states: JobState, within: float = 15) -> JobState:
+async def wait_for(queue: Queue, job_id: str, *states: JobState, within: float = 15) -> JobState | None:
     with trio.fail_after(within):
         while True:
-            state = await queue.get_job_state(job_id)
+            try:
+                state = await queue.get_job_state(job_id)
+            except RedisConnectionError:  # the test's own connection, in the outage test
+                state = None
             if state in states:
                 return state
             await trio.sleep(0.02)
@@ -375,3 +380,84 @@ async def test_jobs_added_by_bullmq_are_processed(redis_url: str, queue_name: st
 
 def _sandq() -> str:
     return os.path.join(os.path.dirname(sys.executable), "sandq")
+
+
+async def test_delayed_jobs_run_when_due_and_not_before(redis_url: str, queue_name: str) -> None:
+    async with (
+        Queue(queue_name, redis_url) as queue,
+        running(redis_url, queue_name, "identity", drain_delay=5),
+    ):
+        job = await queue.add("later", {"v": 1}, delay=1500)
+        added = trio.current_time()
+        await wait_for(queue, job.id, JobState.COMPLETED, within=10)
+        done = await queue.get_job(job.id)
+        assert done is not None
+        assert done.processed_on is not None
+        assert done.processed_on - done.timestamp >= 1500
+        # Woken by the delayed-job marker, not by the 5 s drain delay.
+        assert trio.current_time() - added < 3.5
+
+
+async def test_a_global_rate_limit_spaces_the_jobs(redis_url: str, queue_name: str, r: Any) -> None:
+    r.hset(f"bull:{queue_name}:meta", mapping={"max": 2, "duration": 1000})
+    async with (
+        Queue(queue_name, redis_url) as queue,
+        running(redis_url, queue_name, "identity", concurrency=2),
+    ):
+        jobs = await queue.add_bulk([("n", {"i": i}) for i in range(6)])
+        for job in jobs:
+            await wait_for(queue, job.id, JobState.COMPLETED, within=10)
+        starts = sorted([(await queue.get_job(job.id)).processed_on for job in jobs])  # type: ignore[union-attr,type-var]
+    # At most two jobs start in any one-second window.
+    assert starts[2] - starts[0] >= 900  # type: ignore[operator]
+    assert starts[4] - starts[2] >= 900  # type: ignore[operator]
+
+
+async def test_the_worker_names_its_connection_as_bullmq_workers_do(
+    redis_url: str, queue_name: str, r: Any
+) -> None:
+    # BullMQ's getWorkers lists the connections named P:<base64(queue)>[:w:<name>] (the PyPI client has
+    # no getWorkers, so CLIENT LIST is read directly).
+    expected = f"bull:{base64.b64encode(queue_name.encode()).decode()}:w:crunch-1"
+    async with running(redis_url, queue_name, "identity", name="crunch-1"):
+        await trio.sleep(0.3)  # the worker is waiting on its queue's marker
+        names = [client["name"] for client in r.client_list()]
+    assert names.count(expected) == 1
+
+
+async def test_redis_going_away_mid_job_loses_nothing() -> None:
+    from servers import RedisServer, system_binary
+
+    binary = system_binary()
+    if binary is None:
+        pytest.skip("needs the system redis-server")
+    # Persistence on, so that the restarted server still has the queue.
+    server = RedisServer(binary, "--appendonly", "yes", "--appendfsync", "always")
+    try:
+        async with (
+            Queue("outage", server.url) as queue,
+            running(server.url, "outage", "mixed", processor_module="mixed"),
+        ):
+            job = await queue.add("slow", {"sleep": 1.5})
+            await wait_for(queue, job.id, JobState.ACTIVE)
+            await trio.to_thread.run_sync(server.kill)
+            await trio.sleep(0.5)
+            await trio.to_thread.run_sync(server.start)
+            await wait_for(queue, job.id, JobState.COMPLETED, within=20)
+            done = await queue.get_job(job.id)
+            assert done is not None
+            assert done.returnvalue == {"sleep": 1.5}
+            assert done.attempts_made == 1
+    finally:
+        server.close()
+
+
+async def test_a_job_too_large_for_the_pipe_fails_alone(redis_url: str, queue_name: str, r: Any) -> None:
+    async with Queue(queue_name, redis_url) as queue, running(redis_url, queue_name, "identity"):
+        huge = await queue.add("huge", {"blob": "x" * (65 * 2**20)})
+        small = await queue.add("small", {"v": 1})
+        await wait_for(queue, huge.id, JobState.FAILED, within=30)
+        await wait_for(queue, small.id, JobState.COMPLETED)
+        reason = r.hget(f"bull:{queue_name}:{huge.id}", "failedReason")
+        assert reason.startswith("the job cannot be sent to a child")
+        assert r.hget(f"bull:{queue_name}:{huge.id}", "atm") == "1"

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ..protocol import Cancel, Done, JobPayload, Log, Outcome, Progress, Run, UpdateData
+from ..errors import ProtocolViolation
+from ..protocol import Cancel, Done, Failure, JobPayload, Log, Outcome, Progress, Run, UpdateData
 from .children import Child, ChildGone
 from .settle import TIMEOUT, Decision, RunningJob, settle
 
@@ -90,7 +91,12 @@ class Slot:
         deadline = now + timeout_ms / 1000 if timeout_ms else math.inf
         kill_at = math.inf
         cancel_sent = False
-        await child.send(Run(job.token, _payload(job, worker.queue_name)))
+        try:
+            await child.send(Run(job.token, _payload(job, worker.queue_name)))
+        except ChildGone:
+            return None, await child.wait()
+        except ProtocolViolation as exc:  # e.g. data over the frame limit: the job can never run
+            return Failure("ProtocolViolation", f"the job cannot be sent to a child: {exc}", "", True), None
         while True:
             if self.cancel_reason is not None and not cancel_sent:
                 cancel_sent = True
