@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import msgpack
 import trio
 import trio.testing
 
@@ -65,13 +66,15 @@ async def test_locks_are_renewed_every_half_lock_duration_and_refusals_cancel(
     worker, fake = make_worker(lock_duration=10)
     slots = [Slot(i, worker) for i in range(2)]
     for slot, job_id in zip(slots, ("a", "b"), strict=True):
-        slot.job = job(job_id, token=f"t-{job_id}")
+        slot.job = slot.assigned = job(job_id, token=f"t-{job_id}")
         worker._active[job_id] = slot
+        worker._tokens[job_id] = f"t-{job_id}"
     async with trio.open_nursery() as nursery:
         nursery.start_soon(worker._lock_renewer)
         await trio.sleep(16)
         renewals = [(when, args) for when, name, args in fake.calls if name == "extend_locks"]
         assert [when for when, _ in renewals] == [5, 10, 15]
+        assert msgpack.unpackb(renewals[0][1][2]) == [["a", "t-a"], ["b", "t-b"]]  # both, in one call
         fake.refused = [b"b"]
         await trio.sleep(5)
         nursery.cancel_scope.cancel()

@@ -461,3 +461,24 @@ async def test_a_job_too_large_for_the_pipe_fails_alone(redis_url: str, queue_na
         reason = r.hget(f"bull:{queue_name}:{huge.id}", "failedReason")
         assert reason.startswith("the job cannot be sent to a child")
         assert r.hget(f"bull:{queue_name}:{huge.id}", "atm") == "1"
+
+
+async def test_a_prefetched_job_can_be_cancelled_before_it_starts(
+    redis_url: str, queue_name: str, r: Any
+) -> None:
+    async with (
+        Queue(queue_name, redis_url) as queue,
+        running(redis_url, queue_name, "mixed", processor_module="mixed", concurrency=1),
+    ):
+        # A is short, so when it ends the worker fetches B to run and C to wait behind it.
+        a, b, c = await queue.add_bulk([("a", {"sleep": 0.02}), ("b", {"sleep": 1.5}), ("c", {"v": "c"})])
+        await wait_for(queue, a.id, JobState.COMPLETED)
+        await wait_for(queue, c.id, JobState.ACTIVE)  # prefetched: active, waiting behind B
+        assert await queue.get_job_state(b.id) is JobState.ACTIVE
+        assert await queue.cancel(c.id, "not needed") is JobState.ACTIVE
+        await wait_for(queue, c.id, JobState.FAILED)
+        await wait_for(queue, b.id, JobState.COMPLETED)
+        cancelled = await queue.get_job(c.id)
+        assert cancelled is not None
+        assert cancelled.failed_reason == "cancelled: not needed"
+        assert cancelled.returnvalue is None  # it never ran

@@ -43,10 +43,12 @@ class Slot:
         self.index = index
         self.worker = worker
         self.child: Child | None = None
-        self.job: RunningJob | None = None
+        self.job: RunningJob | None = None  # the job running now
+        self.assigned: RunningJob | None = None  # the job running or about to run: the slot is busy
+        self.short = False  # the last job took under PREFETCH_BELOW: a next one may be fetched ahead
         self.cancel_reason: str | None = None
         self._wake: trio.CancelScope | None = None
-        self.inbox_send, self.inbox = trio.open_memory_channel[RunningJob](1)
+        self.inbox_send, self.inbox = trio.open_memory_channel[RunningJob](2)  # running + prefetched
 
     def request_cancel(self, reason: str) -> None:
         """Cancel the running job (if any, and not already cancelled) with ``reason``."""

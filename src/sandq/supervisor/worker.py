@@ -64,12 +64,15 @@ from .settle import (
     Retry,
     RunningJob,
     read_fetched,
+    settle,
 )
 from .slot import Slot
 
 logger = logging.getLogger("sandq.worker")
 
 _BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+#: A slot whose last job took less than this (seconds) gets its next job fetched ahead of time.
+PREFETCH_BELOW = 0.05
 _MAX_SPAWN_FAILURES = 5
 
 
@@ -108,8 +111,11 @@ class Worker:
         self._zygote: Zygote | None = None
         self._slots: list[Slot] = []
         self._free: list[Slot] = []
+        self._after_finish: list[Slot] = []  # idle, kept for the finisher's fetch
         self._slot_freed = trio.Event()
-        self._active: dict[str, Slot] = {}
+        self._active: dict[str, Slot] = {}  # job id -> the slot running it, or about to
+        self._tokens: dict[str, str] = {}  # job id -> its lock token, while in _active
+        self._cancelled_before_start: dict[str, str] = {}
         self._results_send, self._results = trio.open_memory_channel[tuple[RunningJob, Decision]](math.inf)
         self._writes_send, self._writes = trio.open_memory_channel[ScriptCall](math.inf)
         self._token_base = uuid.uuid4().hex
@@ -196,25 +202,56 @@ class Worker:
         slot.child = await self._spawn()
         task_status.started()
         self._release(slot)
-        async for job in slot.inbox:
-            if self._requeue_unstarted:
-                self._active.pop(job.id, None)
-                self._release(slot)
-                self._send_result(job, Requeue())
-                continue
-            child = slot.child
-            assert child is not None
+        next_job: RunningJob | None = None
+        while True:
+            job = next_job if next_job is not None else await slot.inbox.receive()
+            slot.assigned = job
+            decision = await self._run_on(slot, job)
+            self._active.pop(job.id, None)
+            self._tokens.pop(job.id, None)
+            # A job prefetched for this slot (see _claim_for_finish) starts right away.
             try:
-                decision = await slot.run(job, child)
-            finally:
-                self._active.pop(job.id, None)
-            if child.alive:
-                self._release(slot)
+                next_job = slot.inbox.receive_nowait()
+            except trio.WouldBlock:
+                next_job = None
+            slot.assigned = next_job
+            child = slot.child
+            if child is not None and child.alive:
+                if next_job is None:
+                    # Kept for the finisher, which fetches this slot's next job in the call that
+                    # writes this one's result: one round trip per job instead of two.
+                    self._after_finish.append(slot)
                 self._send_result(job, decision)
             else:
                 self._send_result(job, decision)
                 slot.child = await self._spawn()
-                self._release(slot)
+                if next_job is None:
+                    self._release(slot)
+
+    async def _run_on(self, slot: Slot, job: RunningJob) -> Decision:
+        """Run ``job`` on the slot's child, unless it was cancelled (or shutdown began) before it
+        started: then it ends as the cancel says, without running."""
+        if self._requeue_unstarted:
+            return Requeue()
+        reason = self._cancelled_before_start.pop(job.id, None)
+        if reason is not None:
+            return settle(job, outcome=None, cancel_reason=reason)
+        child = slot.child
+        assert child is not None
+        started = trio.current_time()
+        decision = await slot.run(job, child)
+        slot.short = trio.current_time() - started < PREFETCH_BELOW
+        return decision
+
+    def _cancel(self, job_id: str, reason: str) -> None:
+        """Cancel a job this worker holds: running, or fetched and not yet started."""
+        slot = self._active.get(job_id)
+        if slot is None:
+            return
+        if slot.job is not None and slot.job.id == job_id:
+            slot.request_cancel(reason)
+        else:
+            self._cancelled_before_start.setdefault(job_id, reason)
 
     def _send_result(self, job: RunningJob, decision: Decision) -> None:
         # Counted until written: an item handed to a waiting receiver is in no buffer meanwhile.
@@ -222,7 +259,8 @@ class Worker:
         self._results_send.send_nowait((job, decision))
 
     def _release(self, slot: Slot) -> None:
-        self._free.append(slot)
+        if slot not in self._free:
+            self._free.append(slot)
         self._slot_freed.set()
         self._notify()
 
@@ -231,6 +269,25 @@ class Worker:
             return []
         claimed, self._free = self._free, []
         return claimed
+
+    def _claim_for_finish(self) -> list[Slot]:
+        """The finisher's claim: the slots kept for it, any other free ones, and busy slots whose
+        jobs are short (the last took under PREFETCH_BELOW) and that have no job waiting: for those
+        the next job is prefetched, so that their child starts it as soon as the current one ends,
+        without waiting for a round trip to Redis. A long job never has a job waiting behind it."""
+        kept, self._after_finish = self._after_finish, []
+        if self._stopping or trio.current_time() < self._paused_until:
+            for slot in kept:
+                self._release(slot)
+            return []
+        idle = kept + self._claim_free()
+        ahead = [slot for slot in idle if slot.short]  # a second job, to wait behind the first
+        busy = [
+            slot
+            for slot in self._slots
+            if slot.assigned is not None and slot.short and not slot.inbox.statistics().current_buffer_used
+        ]
+        return idle + busy + ahead
 
     def _next_token(self) -> str:
         self._token_count += 1
@@ -242,10 +299,22 @@ class Worker:
         for slot, item in zip(claimed, jobs, strict=False):
             # Registered now, not when the slot's task gets to it: an item handed to a waiting task
             # is in no buffer meanwhile, and shutdown must still see it.
+            job = read_fetched(item.id, item.token, item.fields)
             self._active[item.id] = slot
-            slot.inbox_send.send_nowait(read_fetched(item.id, item.token, item.fields))
+            self._tokens[item.id] = item.token
+            if slot.assigned is None:
+                slot.assigned = job
+                # Claimed busy to prefetch, it went idle meanwhile: it is taken again now.
+                if slot in self._after_finish:
+                    self._after_finish.remove(slot)
+                if slot in self._free:
+                    self._free.remove(slot)
+            slot.inbox_send.send_nowait(job)
         for slot in claimed[len(jobs) :]:
-            self._release(slot)
+            # Idle: free again. A slot claimed busy to prefetch stays busy, or, if it went idle
+            # meanwhile, stays kept for the finisher, which has its result to write.
+            if slot.assigned is None and slot not in self._after_finish:
+                self._release(slot)
         if fetched is not None and fetched.rate_limit_ttl_ms > 0:
             self._paused_until = trio.current_time() + fetched.rate_limit_ttl_ms / 1000
 
@@ -313,7 +382,11 @@ class Worker:
 
     def _idle(self) -> bool:
         """Nothing running, nothing about to run, nothing left to write."""
-        return not self._active and len(self._free) == len(self._slots) and not self._unfinished
+        return (
+            not self._active
+            and len(self._free) + len(self._after_finish) == len(self._slots)
+            and not self._unfinished
+        )
 
     async def _wait_for_marker(self, next_delayed_ms: int) -> None:
         timeout = 0.1 if self.options.burst else self.options.drain_delay
@@ -353,11 +426,14 @@ class Worker:
             self._log_decision(job, decision)
         self.jobs_finished += len(batch)
         if not entries:
+            for slot in self._after_finish:
+                self._release(slot)
+            self._after_finish = []
             return
         await self._writes_flushed(self._writes_queued)  # a job's updates land before its finish
         delay = 0
         while True:
-            claimed = self._claim_free()
+            claimed = self._claim_for_finish()
             spec = self._fetch_spec(claimed)
             try:
                 reply = await self.redis.run_script(
@@ -469,9 +545,7 @@ class Worker:
         duration_ms = round(self.options.lock_duration * 1000)
         while True:
             await trio.sleep(period)
-            pairs = [
-                (job_id, slot.job.token) for job_id, slot in self._active.items() if slot.job is not None
-            ]
+            pairs = [(job_id, self._tokens[job_id]) for job_id in self._active if job_id in self._tokens]
             if not pairs:
                 continue
             try:
@@ -480,9 +554,7 @@ class Worker:
                 logger.warning("could not renew %d lock(s): %s", len(pairs), exc)
                 continue
             for job_id in ws.decode_extend_locks(reply):
-                slot = self._active.get(job_id)
-                if slot is not None:
-                    slot.request_cancel(LOCK_LOST)
+                self._cancel(job_id, LOCK_LOST)
 
     async def _stalled_checker(self) -> None:
         while True:
@@ -525,10 +597,9 @@ class Worker:
                     fields = dict(zip(flat[0::2], flat[1::2], strict=True))
                     job_id = fields.get(b"jobId", b"").decode()
                     reason = fields.get(b"reason", b"").decode() or "cancelled"
-                    slot = self._active.get(job_id)
-                    if slot is not None:
+                    if job_id in self._active:
                         logger.info("cancelling job %s: %s", job_id, reason)
-                        slot.request_cancel(reason)
+                        self._cancel(job_id, reason)
 
     # --- shutdown -----------------------------------------------------------------------------
 
