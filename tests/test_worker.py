@@ -482,3 +482,35 @@ async def test_a_prefetched_job_can_be_cancelled_before_it_starts(
         assert cancelled is not None
         assert cancelled.failed_reason == "cancelled: not needed"
         assert cancelled.returnvalue is None  # it never ran
+
+
+async def test_retention_options_are_applied(redis_url: str, queue_name: str, r: Any) -> None:
+    async with (
+        Queue(queue_name, redis_url) as queue,
+        running(redis_url, queue_name, "identity", remove_on_fail={"count": 1}),
+    ):
+        removed = await queue.add("gone", {"v": 1}, remove_on_complete=True)
+        kept = [await queue.add("kept", {"v": i}, remove_on_complete=2) for i in range(3)]
+        await wait_for(queue, kept[-1].id, JobState.COMPLETED)
+        with trio.fail_after(5):
+            while r.exists(f"bull:{queue_name}:{removed.id}"):  # noqa: ASYNC110 - polling Redis
+                await trio.sleep(0.02)
+        completed = r.zrange(f"bull:{queue_name}:completed", 0, -1)
+        assert completed == [kept[1].id, kept[2].id]  # the newest two
+        assert not r.exists(f"bull:{queue_name}:{kept[0].id}")
+
+
+async def test_the_worker_default_retention_applies_to_jobs_without_their_own(
+    redis_url: str, queue_name: str, r: Any
+) -> None:
+    async with (
+        Queue(queue_name, redis_url) as queue,
+        running(redis_url, queue_name, "fail", remove_on_fail=True),
+    ):
+        job = await queue.add("f", {})
+        own = await queue.add("f", {}, remove_on_fail=False)
+        await wait_for(queue, own.id, JobState.FAILED)
+        with trio.fail_after(5):
+            while r.exists(f"bull:{queue_name}:{job.id}"):  # noqa: ASYNC110 - polling Redis
+                await trio.sleep(0.02)
+        assert r.zrange(f"bull:{queue_name}:failed", 0, -1) == [own.id]
