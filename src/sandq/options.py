@@ -165,8 +165,8 @@ class JobOptions:
     - ``delay``: ms before the job may run. ``priority``: 1 (most urgent) .. 2,097,151; 0 = none.
     - ``lifo``: run before the jobs already waiting. ``timestamp``: creation time in ms (default: now).
     - ``attempts``: total tries (0 and 1 both mean one try, no retries). ``backoff``: wait between tries.
-    - ``remove_on_complete`` / ``remove_on_fail``: True (remove at once), False (keep; the default), a
-      count to keep, or a KeepJobs record / ``{"age": seconds, "count": n}``.
+    - ``remove_on_complete`` / ``remove_on_fail``: True (remove at once), False (keep), a count to keep,
+      or a KeepJobs record / ``{"age": seconds, "count": n}``. None (the default): the worker's setting.
     - ``keep_logs``: keep only the newest n log lines. ``timeout``: ms a run may take (sandq only).
     """
 
@@ -176,8 +176,8 @@ class JobOptions:
     lifo: bool = False
     attempts: int = 0
     backoff: Backoff | None = None
-    remove_on_complete: Retention = False
-    remove_on_fail: Retention = False
+    remove_on_complete: Retention | None = None
+    remove_on_fail: Retention | None = None
     keep_logs: int | None = None
     timestamp: int | None = None
     timeout: int | None = None
@@ -196,10 +196,9 @@ class JobOptions:
         _check_int("attempts", self.attempts, minimum=0)
         if self.backoff is not None:
             object.__setattr__(self, "backoff", Backoff.coerce(self.backoff))
-        object.__setattr__(
-            self, "remove_on_complete", _coerce_retention("remove_on_complete", self.remove_on_complete)
-        )
-        object.__setattr__(self, "remove_on_fail", _coerce_retention("remove_on_fail", self.remove_on_fail))
+        for name in ("remove_on_complete", "remove_on_fail"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, _coerce_retention(name, getattr(self, name)))
         if self.keep_logs is not None:
             _check_int("keep_logs", self.keep_logs, minimum=0)
         if self.timestamp is not None:
@@ -235,9 +234,9 @@ class JobOptions:
             stored["timestamp"] = self.timestamp
         if self.backoff is not None:
             stored["backoff"] = self.backoff.to_stored()
-        if self.remove_on_complete is not False:
+        if self.remove_on_complete is not None:
             stored["removeOnComplete"] = _stored_retention(self.remove_on_complete)
-        if self.remove_on_fail is not False:
+        if self.remove_on_fail is not None:
             stored["removeOnFail"] = _stored_retention(self.remove_on_fail)
         if self.keep_logs is not None:
             stored["kl"] = self.keep_logs
