@@ -169,9 +169,20 @@ class Worker:
                 nursery.start_soon(self._cancel_listener)
                 nursery.start_soon(self._fetcher)
                 nursery.start_soon(self._finisher)
+                settings = await self.redis.resolve_settings()
+                logger.info(
+                    "processing queue %s (%s) at %s with %s, %d %s",
+                    self.queue_name,
+                    self.keys.qualified_name,
+                    settings.address,
+                    self.processor,
+                    self.options.concurrency,
+                    "child" if self.options.concurrency == 1 else "children",
+                )
                 task_status.started()
                 await self._stopping_event.wait()
                 await self._drain()
+                logger.info("stopped after %d job(s)", self.jobs_finished)
                 nursery.cancel_scope.cancel()
         finally:
             if self._owns_redis:
