@@ -145,3 +145,17 @@ def test_the_main_job_against_the_embedded_redis(embedded_home: dict[str, str]) 
     assert "(already running)" in info.stderr
     assert "waiting              1" in info.stdout
     assert os.path.exists(os.path.join(embedded_home["XDG_DATA_HOME"], "sandq", "redis", "redis.sock"))
+    # The worker finds the same embedded Redis.
+    sandq("add", "--redis", "embedded", "demo", "square", '{"x": 3}', env=embedded_home)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run(
+        [SANDQ, "run", "examples.tasks:square", "--queue", "demo", "--burst", "--redis", "embedded"],
+        env=embedded_home,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert 'job 1 (square) completed: {"square":9}' in done.stderr
