@@ -70,7 +70,7 @@ from .api import CancelToken, Delay
 if TYPE_CHECKING:
     import asyncio
 
-_RECV_SIZE = 256 * 1024
+_RECV_SIZE = 64 * 1024  # under malloc's mmap threshold: a recv of 256 KiB cost an mmap per message
 _MAX_MS = 2**53  # a delay past this is not a delay
 _STOP = object()
 

@@ -48,7 +48,7 @@ READY_TIMEOUT = 10.0
 #: How long the zygote has to answer a fork request, and to exit once asked to stop.
 ZYGOTE_TIMEOUT = 10.0
 _EXIT_REPORT_TIMEOUT = 2.0
-_RECEIVE_SIZE = 256 * 1024
+_RECEIVE_SIZE = 64 * 1024  # under malloc's mmap threshold: bigger reads cost an mmap each
 _CONTROL_PACKET = 64 * 1024
 
 
