@@ -1,0 +1,3 @@
+"use strict";
+// Sandboxed processor (run in a child process by BullMQ): returns the job's data.
+module.exports = async (job) => job.data;
