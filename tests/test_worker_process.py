@@ -187,3 +187,18 @@ def test_a_processor_that_cannot_be_loaded_is_one_line_before_any_job(
     assert untouched.attempts_started == 0
     assert queue.get_job_state(job.id) is JobState.WAITING
     queue.close()
+
+
+def test_children_that_keep_failing_to_start_stop_the_worker(redis_url: str, queue_name: str) -> None:
+    queue = SyncQueue(queue_name, redis_url)
+    job = queue.add("x", {})
+    worker = start_worker(redis_url, queue_name, "processors.bad_child:process")
+    try:
+        _, stderr = worker.communicate(timeout=30)
+    finally:
+        worker.kill()
+    assert worker.returncode == 1
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("sandq: error: children failed to start 5 times in a row")
+    assert queue.get_job_state(job.id) is JobState.WAITING  # never taken
+    queue.close()

@@ -36,6 +36,7 @@ import logging
 import math
 import os
 import signal
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -67,6 +68,9 @@ from .settle import (
     settle,
 )
 from .slot import Slot
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
 
 logger = logging.getLogger("sandq.worker")
 
@@ -150,6 +154,16 @@ class Worker:
     ) -> None:
         """Run until :meth:`shutdown`. Raises ProcessorLoadError (before touching any job) when the
         processor cannot be loaded, WorkerError when children keep failing to start."""
+        try:
+            await self._run(handle_signals, task_status)
+        except BaseExceptionGroup as group:
+            # One duty failed (the others were cancelled): raise its error as itself.
+            leaf = _only_leaf(group)
+            if leaf is None:
+                raise
+            raise leaf from None
+
+    async def _run(self, handle_signals: bool, task_status: trio.TaskStatus[None]) -> None:
         try:
             async with (
                 open_zygote(self.processor, preload=self.options.preload, cwd=os.getcwd()) as zygote,
@@ -676,6 +690,19 @@ class Worker:
                 return None
             await trio.sleep(_BACKOFF[min(failures, len(_BACKOFF) - 1)])
             failures += 1
+
+
+def _only_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one exception inside (nested) groups, or None if there are several."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    return leaves[0] if len(leaves) == 1 else None
 
 
 def _unpack(call: ScriptCall) -> tuple[Any, ...]:
