@@ -18,7 +18,6 @@ Known, deliberate differences that the tests pin (see the comments where they ar
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
@@ -31,6 +30,8 @@ import trio
 import sandq
 from sandq import Backoff, JobOptions, JobState, KeepJobs
 
+from bullmq_peer import bull, bull_add
+
 T = TypeVar("T")
 
 #: A fixed creation time (ms) for jobs whose scores the tests compute.
@@ -41,34 +42,9 @@ MAX_PRIORITY = 2_097_151
 # -- helpers -----------------------------------------------------------------------------------------
 
 
-def bull(redis_url: str, queue_name: str, work: Callable[[bullmq.Queue], Awaitable[T]]) -> T:
-    """Run ``work(queue)`` with a bullmq Queue on a fresh asyncio loop; the queue is always closed."""
-
-    async def main() -> T:
-        queue = bullmq.Queue(queue_name, {"connection": redis_url})
-        try:
-            return await work(queue)
-        finally:
-            await queue.close()
-
-    return asyncio.run(main())
-
-
 async def bull_in_thread(redis_url: str, queue_name: str, work: Callable[[bullmq.Queue], Awaitable[T]]) -> T:
     """:func:`bull` from a trio test: asyncio gets a worker thread of its own."""
     return await trio.to_thread.run_sync(bull, redis_url, queue_name, work)
-
-
-def bull_add(
-    redis_url: str, queue_name: str, name: str, data: Any, opts: dict[str, Any] | None = None
-) -> str:
-    """Add one job with bullmq; its id."""
-
-    async def work(queue: bullmq.Queue) -> str:
-        job = await queue.add(name, data, opts or {})
-        return str(job.id)
-
-    return bull(redis_url, queue_name, work)
 
 
 def bull_view(job: Any) -> dict[str, Any]:

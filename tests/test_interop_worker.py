@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import bullmq
@@ -31,29 +31,9 @@ from sandq.keys import QueueKeys
 from sandq.queue import now_ms
 from sandq.scripts import ScriptCall
 
+from bullmq_peer import bull, bull_add
+
 T = TypeVar("T")
-
-
-def bull(redis_url: str, queue_name: str, work: Callable[[bullmq.Queue], Awaitable[T]]) -> T:
-    """Run ``work(queue)`` with a bullmq Queue on a fresh asyncio loop; the queue is always closed."""
-
-    async def main() -> T:
-        queue = bullmq.Queue(queue_name, {"connection": redis_url})
-        try:
-            return await work(queue)
-        finally:
-            await queue.close()
-
-    return asyncio.run(main())
-
-
-def bull_add(
-    redis_url: str, queue_name: str, name: str, data: Any, opts: dict[str, Any] | None = None
-) -> str:
-    async def work(queue: bullmq.Queue) -> str:
-        return str((await queue.add(name, data, opts or {})).id)
-
-    return bull(redis_url, queue_name, work)
 
 
 def bull_read(redis_url: str, queue_name: str, job_id: str) -> tuple[Any, str, dict[str, int]]:
