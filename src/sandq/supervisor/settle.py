@@ -16,11 +16,13 @@ The rules, in order:
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, TypeAlias
 
 from ..backoff import backoff_delay
@@ -68,27 +70,19 @@ class RunningJob:
 def read_fetched(job_id: str, token: str, fields: Mapping[bytes, bytes]) -> RunningJob:
     """A fetched job from its hash. Never raises: what cannot be read is named in ``malformed``, and
     such a job is failed without running."""
-    malformed = None
-    opts: Mapping[str, Any] = {}
     opts_raw = fields.get(b"opts", b"{}")
-    try:
-        decoded = json.loads(opts_raw)
-    except ValueError as exc:
-        malformed = f"malformed job: its opts are not JSON ({exc})"
-    else:
-        if isinstance(decoded, dict):
-            opts = decoded
-        else:
-            malformed = "malformed job: its opts are not a JSON object"
+    opts, malformed = _read_opts(opts_raw)
     if b"name" not in fields and malformed is None:
         malformed = "malformed job: it has no name"
     stacktrace: tuple[str, ...] = ()
-    try:
-        trace = json.loads(fields.get(b"stacktrace", b"[]"))
+    trace_raw = fields.get(b"stacktrace")
+    if trace_raw:
+        try:
+            trace = json.loads(trace_raw)
+        except ValueError:
+            trace = None
         if isinstance(trace, list):
             stacktrace = tuple(str(line) for line in trace)
-    except ValueError:
-        pass
     defa = fields.get(b"defa")
     return RunningJob(
         id=job_id,
@@ -106,6 +100,19 @@ def read_fetched(job_id: str, token: str, fields: Mapping[bytes, bytes]) -> Runn
         deferred_failure=_text(defa) if defa else None,
         malformed=malformed,
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _read_opts(raw: bytes) -> tuple[Mapping[str, Any], str | None]:
+    """A job's opts, parsed once per distinct text (jobs of a queue mostly share theirs). The mapping
+    is shared between jobs: read it, never change it."""
+    try:
+        decoded = json.loads(raw)
+    except ValueError as exc:
+        return {}, f"malformed job: its opts are not JSON ({exc})"
+    if not isinstance(decoded, dict):
+        return {}, "malformed job: its opts are not a JSON object"
+    return MappingProxyType(decoded), None
 
 
 @dataclass(frozen=True, slots=True)
