@@ -67,8 +67,7 @@ async def test_locks_are_renewed_every_half_lock_duration_and_refusals_cancel(
     slots = [Slot(i, worker) for i in range(2)]
     for slot, job_id in zip(slots, ("a", "b"), strict=True):
         slot.job = slot.assigned = job(job_id, token=f"t-{job_id}")
-        worker._active[job_id] = slot
-        worker._tokens[job_id] = f"t-{job_id}"
+        worker._active[job_id] = (slot, slot.job)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(worker._lock_renewer)
         await trio.sleep(16)

@@ -80,21 +80,23 @@ def decode_add_jobs(reply: Reply) -> list[tuple[str, list[bytes] | None]]:
 # --- get_job_state ------------------------------------------------------------------------------
 
 
-def get_job_state(keys: QueueKeys, job_id: str) -> ScriptCall:
-    return ScriptCall(
-        get_script("get_job_state"),
-        (
-            keys.completed,
-            keys.failed,
-            keys.delayed,
-            keys.prioritized,
-            keys.active,
-            keys.wait,
-            keys.paused,
-            keys.waiting_children,
-        ),
-        (job_id,),
+def state_keys(keys: QueueKeys) -> tuple[str, ...]:
+    """The keys a script reads to tell where a job is, in the order it looks (get_job_state, and the
+    first keys of cancel_job)."""
+    return (
+        keys.completed,
+        keys.failed,
+        keys.delayed,
+        keys.prioritized,
+        keys.active,
+        keys.wait,
+        keys.paused,
+        keys.waiting_children,
     )
+
+
+def get_job_state(keys: QueueKeys, job_id: str) -> ScriptCall:
+    return ScriptCall(get_script("get_job_state"), state_keys(keys), (job_id,))
 
 
 def decode_job_state(reply: Reply) -> JobState:

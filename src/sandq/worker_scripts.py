@@ -31,7 +31,7 @@ from .job import JobState, hash_to_dict, parse_number
 from .keys import QueueKeys
 from .lua import get_script
 from .options import KeepJobs
-from .scripts import ScriptCall
+from .scripts import ScriptCall, state_keys
 
 # --- retention --------------------------------------------------------------------------------------
 
@@ -379,14 +379,7 @@ def cancel_job(keys: QueueKeys, job_id: str, reason: str, *, now_ms: int) -> Scr
     return ScriptCall(
         get_script("cancel_job"),
         (
-            keys.completed,
-            keys.failed,
-            keys.delayed,
-            keys.prioritized,
-            keys.active,
-            keys.wait,
-            keys.paused,
-            keys.waiting_children,
+            *state_keys(keys),
             keys.events,
             keys.cancels,
             keys.meta,

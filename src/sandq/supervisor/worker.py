@@ -117,8 +117,8 @@ class Worker:
         self._free: list[Slot] = []
         self._after_finish: list[Slot] = []  # idle, kept for the finisher's fetch
         self._slot_freed = trio.Event()
-        self._active: dict[str, Slot] = {}  # job id -> the slot running it, or about to
-        self._tokens: dict[str, str] = {}  # job id -> its lock token, while in _active
+        # job id -> the job and the slot running it, or about to (a prefetched job waits in its inbox)
+        self._active: dict[str, tuple[Slot, RunningJob]] = {}
         self._cancelled_before_start: dict[str, str] = {}
         self._results_send, self._results = trio.open_memory_channel[tuple[RunningJob, Decision]](math.inf)
         self._writes_send, self._writes = trio.open_memory_channel[ScriptCall](math.inf)
@@ -233,7 +233,6 @@ class Worker:
             slot.assigned = job
             decision = await self._run_on(slot, job)
             self._active.pop(job.id, None)
-            self._tokens.pop(job.id, None)
             # A job prefetched for this slot (see _claim_for_finish) starts right away.
             try:
                 next_job = slot.inbox.receive_nowait()
@@ -270,9 +269,10 @@ class Worker:
 
     def _cancel(self, job_id: str, reason: str) -> None:
         """Cancel a job this worker holds: running, or fetched and not yet started."""
-        slot = self._active.get(job_id)
-        if slot is None:
+        entry = self._active.get(job_id)
+        if entry is None:
             return
+        slot = entry[0]
         if slot.job is not None and slot.job.id == job_id:
             slot.request_cancel(reason)
         else:
@@ -325,8 +325,7 @@ class Worker:
             # Registered now, not when the slot's task gets to it: an item handed to a waiting task
             # is in no buffer meanwhile, and shutdown must still see it.
             job = read_fetched(item.id, item.token, item.fields)
-            self._active[item.id] = slot
-            self._tokens[item.id] = item.token
+            self._active[item.id] = (slot, job)
             if slot.assigned is None:
                 slot.assigned = job
                 # Claimed busy to prefetch, it went idle meanwhile: it is taken again now.
@@ -362,7 +361,6 @@ class Worker:
     # --- fetcher ------------------------------------------------------------------------------
 
     async def _fetcher(self) -> None:
-        next_delayed_ms = 0
         while not self._stopping:
             claimed = self._claim_free()
             if not claimed:
@@ -402,8 +400,7 @@ class Worker:
                 logger.info("no job waiting or running: stopping (--burst)")
                 self.shutdown()
                 return
-            next_delayed_ms = fetched.next_delayed_ms
-            await self._wait_for_marker(next_delayed_ms)
+            await self._wait_for_marker(fetched.next_delayed_ms)
 
     def _idle(self) -> bool:
         """Nothing running, nothing about to run, nothing left to write."""
@@ -570,7 +567,7 @@ class Worker:
         duration_ms = round(self.options.lock_duration * 1000)
         while True:
             await trio.sleep(period)
-            pairs = [(job_id, self._tokens[job_id]) for job_id in self._active if job_id in self._tokens]
+            pairs = [(job_id, job.token) for job_id, (_, job) in self._active.items()]
             if not pairs:
                 continue
             try:
