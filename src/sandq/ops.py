@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, TypeVar
 
-from . import scripts, worker_scripts
+from . import admin_scripts, scripts, worker_scripts
 from .connection.resp import Arg, Reply
-from .errors import InvalidOptionError, JobDataError
+from .errors import ConfigurationError, InvalidOptionError, JobDataError, JobNotFoundError
 from .job import Job, JobState
 from .keys import QueueKeys
 from .options import JobOptions
@@ -130,6 +130,39 @@ def _bulk_item(index: int, item: Mapping[str, Any] | Sequence[Any]) -> tuple[str
     )
 
 
+@dataclass(frozen=True, slots=True)
+class JobLogs:
+    """A page of a job's log and the number of lines it holds in all."""
+
+    logs: list[str]
+    count: int
+
+
+class GlobalRateLimit(NamedTuple):
+    """A queue's global rate limit: at most ``max`` jobs per ``duration_ms`` across all workers."""
+
+    max: int
+    duration_ms: int
+
+
+#: Jobs moved per script call by the operations that walk a whole state (Redis is never blocked long).
+BATCH = 1000
+
+
+def _states(states: str | Sequence[str] | None) -> list[str]:
+    if states is None:
+        return list(admin_scripts.ALL_STATES)
+    if isinstance(states, str):
+        states = [states]
+    return list(dict.fromkeys(admin_scripts.range_state(state) for state in states))
+
+
+def _positive(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name} must be a positive integer, not {value!r}")
+    return value
+
+
 class QueueOps:
     """The operations of one queue, as generators over :class:`Call` s."""
 
@@ -201,6 +234,135 @@ class QueueOps:
     def is_paused(self) -> Op[bool]:
         reply = yield Command(("HEXISTS", self.keys.meta, "paused"))
         return bool(reply)
+
+    # --- getters ---------------------------------------------------------------------------------
+
+    def get_job_ids(
+        self, states: str | Sequence[str] | None, start: int, end: int, *, asc: bool
+    ) -> Op[list[str]]:
+        commands = admin_scripts.range_commands(self.keys, _states(states), start, end, asc=asc)
+        replies = yield Pipeline(tuple(tuple(command) for command in commands))
+        return admin_scripts.decode_ranges(replies, commands, asc=asc)
+
+    def get_jobs(
+        self, states: str | Sequence[str] | None, start: int, end: int, *, asc: bool
+    ) -> Op[list[Job]]:
+        ids = yield from self.get_job_ids(states, start, end, asc=asc)
+        if not ids:
+            return []
+        replies = yield Pipeline(tuple(("HGETALL", self.keys.job(job_id)) for job_id in ids))
+        # A job removed between the two reads is left out.
+        return [Job.from_hash(job_id, reply) for job_id, reply in zip(ids, replies, strict=True) if reply]
+
+    def get_job_logs(self, job_id: str, start: int, end: int, *, asc: bool) -> Op[JobLogs]:
+        commands = admin_scripts.log_commands(self.keys, job_id, start, end, asc=asc)
+        replies = yield Pipeline(tuple(tuple(command) for command in commands))
+        logs, count = admin_scripts.decode_logs(replies, asc=asc)
+        return JobLogs(logs, count)
+
+    def get_counts_per_priority(self, priorities: Sequence[int]) -> Op[dict[int, int]]:
+        priorities = list(dict.fromkeys(priorities))
+        commands = admin_scripts.priority_count_commands(self.keys, priorities)
+        replies = yield Pipeline(tuple(tuple(command) for command in commands))
+        return admin_scripts.decode_priority_counts(priorities, replies)
+
+    # --- job actions -----------------------------------------------------------------------------
+
+    def retry(
+        self,
+        job_id: str,
+        *,
+        state: str | None,
+        reset_attempts_made: bool,
+        reset_attempts_started: bool,
+        now_ms: int,
+    ) -> Op[JobState]:
+        call = admin_scripts.retry_jobs(
+            self.keys,
+            [job_id],
+            state=state,
+            reset_attempts_made=reset_attempts_made,
+            reset_attempts_started=reset_attempts_started,
+            now_ms=now_ms,
+        )
+        reply = yield call
+        return JobState(admin_scripts.decode_retry(reply, [job_id])[0])
+
+    def retry_jobs(self, state: str, *, limit: int | None, reset_attempts_made: bool, now_ms: int) -> Op[int]:
+        """Retry every job of ``state`` finished by ``now_ms`` (at most ``limit``), in batches."""
+        done = 0
+        while limit is None or done < limit:
+            batch = BATCH if limit is None else min(BATCH, limit - done)
+            call = admin_scripts.retry_all(
+                self.keys, state, limit=batch, reset_attempts_made=reset_attempts_made, now_ms=now_ms
+            )
+            moved = len(admin_scripts.decode_ids((yield call)))
+            done += moved
+            if moved < batch:
+                break
+        return done
+
+    def promote(self, job_id: str) -> Op[None]:
+        reply = yield admin_scripts.promote_jobs(self.keys, [job_id])
+        admin_scripts.decode_promote(reply, [job_id])
+
+    def promote_jobs(self, *, limit: int | None) -> Op[int]:
+        """Promote every delayed job (at most ``limit``), the ones due first first, in batches."""
+        done = 0
+        while limit is None or done < limit:
+            batch = BATCH if limit is None else min(BATCH, limit - done)
+            moved = len(admin_scripts.decode_ids((yield admin_scripts.promote_all(self.keys, limit=batch))))
+            done += moved
+            if moved < batch:
+                break
+        return done
+
+    def change_priority(self, job_id: str, priority: int, *, lifo: bool) -> Op[None]:
+        JobOptions.from_kwargs({"priority": priority})  # the same validation as at add
+        reply = yield admin_scripts.change_priority(self.keys, job_id, priority, lifo=lifo)
+        admin_scripts.decode_code(reply, script="change_priority", job_id=job_id, expected="found")
+
+    def change_delay(self, job_id: str, delay_ms: int, *, now_ms: int) -> Op[None]:
+        if isinstance(delay_ms, bool) or not isinstance(delay_ms, int) or delay_ms < 0:
+            raise InvalidOptionError(f"delay must be a whole number of ms, 0 or more, not {delay_ms!r}")
+        reply = yield admin_scripts.change_delay(self.keys, job_id, delay_ms, now_ms=now_ms)
+        admin_scripts.decode_code(reply, script="change_delay", job_id=job_id, expected="delayed")
+
+    def update_data(self, job_id: str, data: Any) -> Op[None]:
+        reply = yield worker_scripts.update_data(self.keys, job_id, encode_json(data, job_id))
+        worker_scripts.decode_code(reply, script="update_data", job_id=job_id)
+
+    # --- global limits (in meta, shared with BullMQ) ---------------------------------------------
+
+    def set_global_concurrency(self, concurrency: int | None) -> Op[None]:
+        if concurrency is None:
+            yield Command(("HDEL", self.keys.meta, "concurrency"))
+        else:
+            yield Command(("HSET", self.keys.meta, "concurrency", _positive("concurrency", concurrency)))
+
+    def get_global_concurrency(self) -> Op[int | None]:
+        reply = yield Command(("HGET", self.keys.meta, "concurrency"))
+        return None if reply is None else int(reply)
+
+    def set_global_rate_limit(self, limit: GlobalRateLimit | None) -> Op[None]:
+        if limit is None:
+            yield Command(("HDEL", self.keys.meta, "max", "duration"))
+        else:
+            max_jobs = _positive("max", limit.max)
+            duration = _positive("duration", limit.duration_ms)
+            yield Command(("HSET", self.keys.meta, "max", max_jobs, "duration", duration))
+
+    def get_global_rate_limit(self) -> Op[GlobalRateLimit | None]:
+        max_jobs, duration = yield Command(("HMGET", self.keys.meta, "max", "duration"))
+        if max_jobs is None or duration is None:
+            return None
+        return GlobalRateLimit(int(max_jobs), int(duration))
+
+    def require_job(self, job_id: str) -> Op[Job]:
+        job = yield from self.get_job(job_id)
+        if job is None:
+            raise JobNotFoundError(f"job {job_id!r} does not exist", code=-1, job_id=job_id)
+        return job
 
 
 def list_queues(prefix: str) -> Op[list[str]]:

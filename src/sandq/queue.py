@@ -14,7 +14,7 @@ from typing import Any
 from .connection.client import RedisClient, as_client
 from .connection.settings import RedisSettings
 from .job import Job, JobState
-from .ops import NO_DATA, QueueOps, drive_async
+from .ops import NO_DATA, GlobalRateLimit, JobLogs, QueueOps, drive_async
 from .options import JobOptions
 
 
@@ -89,6 +89,128 @@ class Queue:
 
     async def is_paused(self) -> bool:
         return await drive_async(self.client, self._ops.is_paused())
+
+    # --- getters ---------------------------------------------------------------------------------
+
+    async def get_jobs(
+        self, states: str | Sequence[str] | None = None, start: int = 0, end: int = -1, *, asc: bool = False
+    ) -> list[Job]:
+        """The jobs in ``states`` (a state or several; default all), positions ``start..end`` of each
+        state (inclusive, ``-1`` = the last), newest first, or oldest first with ``asc``. States:
+        waiting, active, delayed, prioritized, waiting-children, completed, failed (``wait`` and
+        ``paused`` read as waiting). Each state is paged on its own and the pages are joined, as
+        BullMQ's ``getJobs`` does; a job removed while it is read is left out."""
+        return await drive_async(self.client, self._ops.get_jobs(states, start, end, asc=asc))
+
+    async def get_waiting(self, start: int = 0, end: int = -1, *, asc: bool = False) -> list[Job]:
+        return await self.get_jobs("waiting", start, end, asc=asc)
+
+    async def get_active(self, start: int = 0, end: int = -1, *, asc: bool = False) -> list[Job]:
+        return await self.get_jobs("active", start, end, asc=asc)
+
+    async def get_delayed(self, start: int = 0, end: int = -1, *, asc: bool = False) -> list[Job]:
+        """Delayed jobs, the one due last first (``asc``: due first first)."""
+        return await self.get_jobs("delayed", start, end, asc=asc)
+
+    async def get_prioritized(self, start: int = 0, end: int = -1, *, asc: bool = False) -> list[Job]:
+        """Prioritized jobs, the one that runs last first (``asc``: in the order they will run)."""
+        return await self.get_jobs("prioritized", start, end, asc=asc)
+
+    async def get_waiting_children(self, start: int = 0, end: int = -1, *, asc: bool = False) -> list[Job]:
+        return await self.get_jobs("waiting-children", start, end, asc=asc)
+
+    async def get_completed(self, start: int = 0, end: int = -1, *, asc: bool = False) -> list[Job]:
+        """Completed jobs, the last finished first (``asc``: the first finished first)."""
+        return await self.get_jobs("completed", start, end, asc=asc)
+
+    async def get_failed(self, start: int = 0, end: int = -1, *, asc: bool = False) -> list[Job]:
+        """Failed jobs, the last failed first (``asc``: the first failed first)."""
+        return await self.get_jobs("failed", start, end, asc=asc)
+
+    async def get_job_logs(self, job_id: str, start: int = 0, end: int = -1, *, asc: bool = True) -> JobLogs:
+        """Lines ``start..end`` of a job's log, oldest first (newest first without ``asc``), and how
+        many lines it holds. A job without a log (or no such job) has none."""
+        return await drive_async(self.client, self._ops.get_job_logs(job_id, start, end, asc=asc))
+
+    async def get_counts_per_priority(self, *priorities: int) -> dict[int, int]:
+        """Waiting jobs per priority (0 = no priority: the jobs in wait)."""
+        return await drive_async(self.client, self._ops.get_counts_per_priority(priorities))
+
+    # --- job actions -----------------------------------------------------------------------------
+
+    async def retry(
+        self,
+        job_id: str,
+        *,
+        state: str | None = None,
+        reset_attempts_made: bool = False,
+        reset_attempts_started: bool = False,
+    ) -> JobState:
+        """Run a finished job again: it leaves completed or failed (only ``state``, if given), loses its
+        result, finish time and failure, and is queued as a new job would be. Its attempts count on
+        from where they were unless reset (so a job that used all its ``attempts`` gets one more run;
+        reset to give it all of them). Returns the state it left. Raises JobNotFoundError, or
+        JobNotInStateError when it has not finished."""
+        op = self._ops.retry(
+            job_id,
+            state=state,
+            reset_attempts_made=reset_attempts_made,
+            reset_attempts_started=reset_attempts_started,
+            now_ms=now_ms(),
+        )
+        return await drive_async(self.client, op)
+
+    async def retry_jobs(
+        self, state: str = "failed", *, limit: int | None = None, reset_attempts_made: bool = False
+    ) -> int:
+        """Run again every job of ``state`` (failed or completed) finished before now, oldest first, at
+        most ``limit``; in batches of 1000 per call. Returns how many were retried."""
+        op = self._ops.retry_jobs(
+            state, limit=limit, reset_attempts_made=reset_attempts_made, now_ms=now_ms()
+        )
+        return await drive_async(self.client, op)
+
+    async def promote(self, job_id: str) -> None:
+        """Run a delayed job now. Raises JobNotFoundError, or JobNotInStateError if it is not delayed."""
+        await drive_async(self.client, self._ops.promote(job_id))
+
+    async def promote_jobs(self, *, limit: int | None = None) -> int:
+        """Run every delayed job now (at most ``limit``, the ones due first); how many were promoted."""
+        return await drive_async(self.client, self._ops.promote_jobs(limit=limit))
+
+    async def change_priority(self, job_id: str, priority: int, *, lifo: bool = False) -> None:
+        """Give a job a new priority (0 = none, 1 = most urgent). A waiting job is queued again under
+        it (ahead of the jobs of that priority with ``lifo``); a job in another state keeps the
+        priority for when it is next queued. Raises JobNotFoundError."""
+        await drive_async(self.client, self._ops.change_priority(job_id, priority, lifo=lifo))
+
+    async def change_delay(self, job_id: str, delay: int) -> None:
+        """Make a delayed job due ``delay`` ms from now. Raises JobNotFoundError, or
+        JobNotInStateError if it is not delayed."""
+        await drive_async(self.client, self._ops.change_delay(job_id, delay, now_ms=now_ms()))
+
+    async def update_data(self, job_id: str, data: Any) -> None:
+        """Replace a job's data (JSON-serialisable). Raises JobNotFoundError."""
+        await drive_async(self.client, self._ops.update_data(job_id, data))
+
+    # --- global limits ---------------------------------------------------------------------------
+
+    async def set_global_concurrency(self, concurrency: int | None) -> None:
+        """At most ``concurrency`` jobs active at once across all workers (sandq's and BullMQ's);
+        None removes the limit."""
+        await drive_async(self.client, self._ops.set_global_concurrency(concurrency))
+
+    async def get_global_concurrency(self) -> int | None:
+        return await drive_async(self.client, self._ops.get_global_concurrency())
+
+    async def set_global_rate_limit(self, max: int | None, duration: int = 0) -> None:
+        """At most ``max`` jobs started per ``duration`` ms across all workers; None removes the
+        limit."""
+        limit = None if max is None else GlobalRateLimit(max, duration)
+        await drive_async(self.client, self._ops.set_global_rate_limit(limit))
+
+    async def get_global_rate_limit(self) -> GlobalRateLimit | None:
+        return await drive_async(self.client, self._ops.get_global_rate_limit())
 
     async def close(self) -> None:
         """Close the queue's connections (unless the client was passed in, shared)."""

@@ -13,7 +13,7 @@ from .connection.settings import RedisSettings
 from .connection.sync import SyncRedisClient
 from .errors import ConfigurationError
 from .job import Job, JobState
-from .ops import NO_DATA, QueueOps, drive_sync
+from .ops import NO_DATA, GlobalRateLimit, JobLogs, QueueOps, drive_sync
 from .options import JobOptions
 from .queue import now_ms
 
@@ -68,6 +68,93 @@ class SyncQueue:
     def cancel(self, job_id: str, reason: str = "cancelled by request") -> JobState:
         """Cancel a job wherever it is; see :meth:`sandq.Queue.cancel`."""
         return drive_sync(self.client, self._ops.cancel(job_id, reason, now_ms()))
+
+    # --- getters and actions: see the methods of the same names on :class:`sandq.Queue` ----------
+
+    def get_jobs(
+        self, states: str | Sequence[str] | None = None, start: int = 0, end: int = -1, *, asc: bool = False
+    ) -> list[Job]:
+        return drive_sync(self.client, self._ops.get_jobs(states, start, end, asc=asc))
+
+    def get_waiting(self, start: int = 0, end: int = -1, *, asc: bool = False) -> list[Job]:
+        return self.get_jobs("waiting", start, end, asc=asc)
+
+    def get_active(self, start: int = 0, end: int = -1, *, asc: bool = False) -> list[Job]:
+        return self.get_jobs("active", start, end, asc=asc)
+
+    def get_delayed(self, start: int = 0, end: int = -1, *, asc: bool = False) -> list[Job]:
+        return self.get_jobs("delayed", start, end, asc=asc)
+
+    def get_prioritized(self, start: int = 0, end: int = -1, *, asc: bool = False) -> list[Job]:
+        return self.get_jobs("prioritized", start, end, asc=asc)
+
+    def get_waiting_children(self, start: int = 0, end: int = -1, *, asc: bool = False) -> list[Job]:
+        return self.get_jobs("waiting-children", start, end, asc=asc)
+
+    def get_completed(self, start: int = 0, end: int = -1, *, asc: bool = False) -> list[Job]:
+        return self.get_jobs("completed", start, end, asc=asc)
+
+    def get_failed(self, start: int = 0, end: int = -1, *, asc: bool = False) -> list[Job]:
+        return self.get_jobs("failed", start, end, asc=asc)
+
+    def get_job_logs(self, job_id: str, start: int = 0, end: int = -1, *, asc: bool = True) -> JobLogs:
+        return drive_sync(self.client, self._ops.get_job_logs(job_id, start, end, asc=asc))
+
+    def get_counts_per_priority(self, *priorities: int) -> dict[int, int]:
+        return drive_sync(self.client, self._ops.get_counts_per_priority(priorities))
+
+    def retry(
+        self,
+        job_id: str,
+        *,
+        state: str | None = None,
+        reset_attempts_made: bool = False,
+        reset_attempts_started: bool = False,
+    ) -> JobState:
+        op = self._ops.retry(
+            job_id,
+            state=state,
+            reset_attempts_made=reset_attempts_made,
+            reset_attempts_started=reset_attempts_started,
+            now_ms=now_ms(),
+        )
+        return drive_sync(self.client, op)
+
+    def retry_jobs(
+        self, state: str = "failed", *, limit: int | None = None, reset_attempts_made: bool = False
+    ) -> int:
+        op = self._ops.retry_jobs(
+            state, limit=limit, reset_attempts_made=reset_attempts_made, now_ms=now_ms()
+        )
+        return drive_sync(self.client, op)
+
+    def promote(self, job_id: str) -> None:
+        drive_sync(self.client, self._ops.promote(job_id))
+
+    def promote_jobs(self, *, limit: int | None = None) -> int:
+        return drive_sync(self.client, self._ops.promote_jobs(limit=limit))
+
+    def change_priority(self, job_id: str, priority: int, *, lifo: bool = False) -> None:
+        drive_sync(self.client, self._ops.change_priority(job_id, priority, lifo=lifo))
+
+    def change_delay(self, job_id: str, delay: int) -> None:
+        drive_sync(self.client, self._ops.change_delay(job_id, delay, now_ms=now_ms()))
+
+    def update_data(self, job_id: str, data: Any) -> None:
+        drive_sync(self.client, self._ops.update_data(job_id, data))
+
+    def set_global_concurrency(self, concurrency: int | None) -> None:
+        drive_sync(self.client, self._ops.set_global_concurrency(concurrency))
+
+    def get_global_concurrency(self) -> int | None:
+        return drive_sync(self.client, self._ops.get_global_concurrency())
+
+    def set_global_rate_limit(self, max: int | None, duration: int = 0) -> None:
+        limit = None if max is None else GlobalRateLimit(max, duration)
+        drive_sync(self.client, self._ops.set_global_rate_limit(limit))
+
+    def get_global_rate_limit(self) -> GlobalRateLimit | None:
+        return drive_sync(self.client, self._ops.get_global_rate_limit())
 
     def is_paused(self) -> bool:
         return drive_sync(self.client, self._ops.is_paused())
