@@ -20,6 +20,7 @@ from sandq.errors import ConfigurationError, InvalidOptionError, JobNotFoundErro
 from sandq.queue import now_ms
 
 from bullmq_peer import bull
+from script_jobs import finish, run_script, take
 
 
 @pytest.fixture
@@ -33,32 +34,6 @@ def raw(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     yield client
     client.close()
-
-
-def run(q: sandq.SyncQueue, count: int, *, fail: bool = False, attempts: int = 0) -> list[str]:
-    """Take ``count`` jobs with the worker scripts and complete (or fail) them; their ids."""
-    fetched = ws.decode_fetch(
-        q.client.run_script(
-            *_call(
-                ws.move_to_active(
-                    q.keys, [f"t{i}" for i in range(count)], now_ms=now_ms(), lock_duration_ms=30_000
-                )
-            )
-        )
-    ).jobs
-    entries: list[ws.FinishEntry] = [
-        ws.Fail(job.id, job.token, "boom", attempts=attempts)
-        if fail
-        else ws.Complete(job.id, job.token, '"ok"')
-        for job in fetched
-    ]
-    codes, _ = ws.decode_finish(q.client.run_script(*_call(ws.finish_jobs(q.keys, entries, now_ms=now_ms()))))
-    assert codes == [0] * len(fetched)
-    return [job.id for job in fetched]
-
-
-def _call(call: Any) -> tuple[Any, Any, Any]:
-    return call.script, call.keys, call.args
 
 
 def events(raw: redis.Redis, q: sandq.SyncQueue, name: str) -> list[dict[str, str]]:
@@ -76,8 +51,8 @@ def test_get_jobs_pages_each_state_like_bullmq(redis_url: str, queue_name: str, 
         q.add("p", {"priority": priority}, priority=priority)
     for delay in (30_000, 10_000, 20_000):
         q.add("d", {}, delay=delay)
-    completed = run(q, 2)  # the lifo job, then the oldest
-    failed = run(q, 1, fail=True)
+    completed = finish(q, 2)  # the lifo job, then the oldest
+    failed = finish(q, 1, fail=True)
 
     cases: list[tuple[list[str], int, int, bool]] = [
         (["waiting"], 0, -1, False),
@@ -133,7 +108,7 @@ def test_get_jobs_skips_a_job_whose_hash_is_gone(q: sandq.SyncQueue, raw: redis.
 def test_job_logs_pages_and_order(redis_url: str, queue_name: str, q: sandq.SyncQueue) -> None:
     job = q.add("logged")
     for i in range(5):
-        q.client.run_script(*_call(ws.add_log(q.keys, job.id, f"line {i}")))
+        run_script(q, ws.add_log(q.keys, job.id, f"line {i}"))
     logs = q.get_job_logs(job.id)
     assert logs.logs == [f"line {i}" for i in range(5)]
     assert logs.count == 5
@@ -166,7 +141,7 @@ def test_counts_per_priority_like_bullmq(redis_url: str, queue_name: str, q: san
 
 def test_retry_a_failed_job(q: sandq.SyncQueue, raw: redis.Redis) -> None:
     job = q.add("again", {"x": 1}, attempts=2)
-    [job_id] = run(q, 1, fail=True, attempts=2)
+    [job_id] = finish(q, 1, fail=True, attempts=2)
     assert job_id == job.id
     assert q.retry(job.id) is sandq.JobState.FAILED
     assert q.get_job_state(job.id) is sandq.JobState.WAITING
@@ -181,7 +156,7 @@ def test_retry_a_failed_job(q: sandq.SyncQueue, raw: redis.Redis) -> None:
 
 def test_retry_resets_attempts_when_asked(q: sandq.SyncQueue, raw: redis.Redis) -> None:
     job = q.add("again")
-    run(q, 1, fail=True)
+    finish(q, 1, fail=True)
     q.retry(job.id, reset_attempts_made=True, reset_attempts_started=True)
     fields = raw.hgetall(q.keys.job(job.id))
     assert "atm" not in fields
@@ -190,10 +165,10 @@ def test_retry_resets_attempts_when_asked(q: sandq.SyncQueue, raw: redis.Redis) 
 
 def test_retry_a_completed_job_keeps_its_priority_and_lifo(q: sandq.SyncQueue, raw: redis.Redis) -> None:
     urgent = q.add("urgent", priority=2)
-    [done] = run(q, 1)
+    [done] = finish(q, 1)
     assert done == urgent.id
     lifo = q.add("lifo", lifo=True)
-    run(q, 1)
+    finish(q, 1)
     plain = q.add("plain")
     assert raw.hget(q.keys.job(urgent.id), "returnvalue") == '"ok"'
     assert q.retry(urgent.id, state="completed") is sandq.JobState.COMPLETED
@@ -209,11 +184,11 @@ def test_retry_refusals(q: sandq.SyncQueue) -> None:
         q.retry("nope")
     with pytest.raises(JobNotInStateError, match=f"job '{waiting.id}' is not completed or failed"):
         q.retry(waiting.id)
-    [active] = run_active(q)
+    [active] = [job.id for job in take(q)]
     with pytest.raises(JobNotInStateError):
         q.retry(active)
     failed = q.add("failed")
-    run(q, 1, fail=True)
+    finish(q, 1, fail=True)
     with pytest.raises(JobNotInStateError):
         q.retry(failed.id, state="completed")
     with pytest.raises(ConfigurationError, match="only completed or failed"):
@@ -221,16 +196,11 @@ def test_retry_refusals(q: sandq.SyncQueue) -> None:
     assert q.get_job_state(failed.id) is sandq.JobState.FAILED
 
 
-def run_active(q: sandq.SyncQueue) -> list[str]:
-    call = ws.move_to_active(q.keys, ["held"], now_ms=now_ms(), lock_duration_ms=30_000)
-    return [job.id for job in ws.decode_fetch(q.client.run_script(*_call(call))).jobs]
-
-
 def test_retry_all_failed_in_batches(q: sandq.SyncQueue, raw: redis.Redis) -> None:
     q.add_bulk([("bulk", {"i": i}) for i in range(2_100)])
     q.add("kept")
     while raw.llen(q.keys.wait) > 1:
-        run(q, 300, fail=True)
+        finish(q, 300, fail=True)
     assert q.get_job_counts("failed") == {"failed": 2_100}
     assert q.retry_jobs(limit=100) == 100
     assert q.retry_jobs() == 2_000
@@ -242,7 +212,7 @@ def test_retry_all_failed_in_batches(q: sandq.SyncQueue, raw: redis.Redis) -> No
 
 def test_retried_job_is_run_by_bullmq(redis_url: str, queue_name: str, q: sandq.SyncQueue) -> None:
     job = q.add("again", {"n": 2})
-    run(q, 1, fail=True)
+    finish(q, 1, fail=True)
     q.retry(job.id)
 
     async def theirs(queue: bullmq.Queue) -> Any:
@@ -423,7 +393,7 @@ def test_global_limits_are_shared_with_bullmq(redis_url: str, queue_name: str, q
 def test_global_concurrency_withholds_the_marker(q: sandq.SyncQueue, raw: redis.Redis) -> None:
     q.set_global_concurrency(1)
     q.add("a")
-    run_active(q)
+    [job.id for job in take(q)]
     raw.delete(q.keys.marker)
     job = q.add("b", delay=60_000)
     q.promote(job.id)
