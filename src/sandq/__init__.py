@@ -2,13 +2,15 @@
 
 Layout (dependencies point down this list; nothing below imports what is above it):
 
-    cli            the ``sandq`` command
+    cli, cli_admin the ``sandq`` command
     supervisor/    the worker (trio): fetching, finishing, locks, stalled jobs, cancels, the child pool
     child/         what runs in the child processes; imports neither trio nor a Redis client
     protocol/      the pipe protocol between supervisor and children, pure
+    queue_events   QueueEvents (anyio): the events stream as typed records (events), wait_until_finished
     queue, sync    Queue (async, anyio) and SyncQueue (redis-py): thin drivers of ...
     ops            ... the queue operations, as sans-IO generators over Redis calls
-    scripts        pure (keys, args) builders and reply decoders for the Lua scripts in lua/
+    *scripts       pure (keys, args) builders and reply decoders for the Lua scripts in lua/: adding
+                   (scripts), working (worker_scripts), operating (admin_scripts, cleanup_scripts)
     connection/    the only Redis I/O: RESP client, its sync twin, settings, the embedded default
     job, options   the Job record and JobState; validated job options
     keys, errors   key naming; the exception tree
@@ -31,6 +33,8 @@ _EXPORTS = {
     "Delay": "sandq.child.api",
     "JobCancelled": "sandq.errors",
     "Queue": "sandq.queue",
+    "QueueEvents": "sandq.queue_events",
+    "QueueEvent": "sandq.events",
     "SyncQueue": "sandq.sync",
     "Job": "sandq.job",
     "JobState": "sandq.job",
@@ -53,6 +57,8 @@ _EXPORTS = {
     "ReplyError": "sandq.errors",
     "ScriptError": "sandq.errors",
     "JobNotFoundError": "sandq.errors",
+    "JobNotInStateError": "sandq.errors",
+    "JobFailedError": "sandq.errors",
     "JobControl": "sandq.errors",
     "UnrecoverableError": "sandq.errors",
     "DelayedError": "sandq.errors",
@@ -77,7 +83,9 @@ __all__ = [
     "JobCancelled",
     "JobControl",
     "JobDataError",
+    "JobFailedError",
     "JobNotFoundError",
+    "JobNotInStateError",
     "JobOptions",
     "JobState",
     "KeepJobs",
@@ -85,6 +93,8 @@ __all__ = [
     "ProcessorLoadError",
     "ProtocolViolation",
     "Queue",
+    "QueueEvent",
+    "QueueEvents",
     "RateLimitError",
     "RedisClient",
     "RedisConnectionError",
@@ -137,7 +147,13 @@ if TYPE_CHECKING:
         JobDataError as JobDataError,
     )
     from .errors import (
+        JobFailedError as JobFailedError,
+    )
+    from .errors import (
         JobNotFoundError as JobNotFoundError,
+    )
+    from .errors import (
+        JobNotInStateError as JobNotInStateError,
     )
     from .errors import (
         MalformedJobError as MalformedJobError,
@@ -175,6 +191,7 @@ if TYPE_CHECKING:
     from .errors import (
         WorkerError as WorkerError,
     )
+    from .events import QueueEvent as QueueEvent
     from .job import Job as Job
     from .job import JobState as JobState
     from .options import Backoff as Backoff
@@ -182,6 +199,7 @@ if TYPE_CHECKING:
     from .options import KeepJobs as KeepJobs
     from .options import WorkerOptions as WorkerOptions
     from .queue import Queue as Queue
+    from .queue_events import QueueEvents as QueueEvents
     from .supervisor.worker import Worker as Worker
     from .sync import SyncQueue as SyncQueue
 

@@ -9,6 +9,7 @@
     │   └── EmbeddedRedisError      no Redis configured and the embedded one cannot start
     ├── JobDataError                job data that cannot be stored as JSON (also a ValueError)
     ├── MalformedJobError           a job hash in Redis that cannot be read as a job
+    ├── JobFailedError              the job that wait_until_finished waited for failed
     ├── JobControl                  raised by a processor to steer its job (not a failure of sandq)
     │   ├── UnrecoverableError      fail the job now, whatever attempts are left
     │   ├── DelayedError            the job is put back as delayed, without spending an attempt
@@ -83,6 +84,17 @@ class MalformedJobError(SandqError):
         super().__init__(f"job {job_id!r}: field {field!r} {reason}")
         self.job_id = job_id
         self.field = field
+
+
+class JobFailedError(SandqError):
+    """Raised by ``QueueEvents.wait_until_finished`` when the job it waits for ends in ``failed``: its
+    last attempt failed, or it was cancelled. ``job_id`` names the job and ``failed_reason`` is the
+    reason stored with it; the job's stacktrace is in the job (``queue.get_job``)."""
+
+    def __init__(self, job_id: str, failed_reason: str) -> None:
+        super().__init__(f"job {job_id!r} failed: {failed_reason}")
+        self.job_id = job_id
+        self.failed_reason = failed_reason
 
 
 class JobControl(SandqError):
