@@ -16,7 +16,13 @@ import redis
 import sandq
 from sandq import worker_scripts as ws
 from sandq.connection.sync import SyncRedisClient
-from sandq.errors import ConfigurationError, InvalidOptionError, JobNotFoundError, JobNotInStateError
+from sandq.errors import (
+    ConfigurationError,
+    InvalidOptionError,
+    JobNotFoundError,
+    JobNotInStateError,
+    LockMismatchError,
+)
 from sandq.queue import now_ms
 
 from bullmq_peer import bull
@@ -426,3 +432,82 @@ async def test_async_queue_getters_and_actions(redis_url: str, queue_name: str) 
         assert await queue.retry_jobs() == 0
     with SyncRedisClient(redis_url) as client:
         assert json.loads(client.execute("HGET", f"bull:{queue_name}:{jobs[1].id}", "data")) == [1]
+
+
+# --- removal ------------------------------------------------------------------------------------
+
+
+def test_remove_from_each_state_and_refusals(q: sandq.SyncQueue, raw: redis.Redis) -> None:
+    done = q.add("done")
+    finish(q, 1)
+    waiting, later = q.add("waiting"), q.add("later", delay=60_000)
+    held = q.add("held")
+    assert [job.id for job in take(q)] == [waiting.id]  # the oldest waiting job is taken
+    run_script(q, ws.add_log(q.keys, later.id, "line"))
+    assert q.remove(done.id) is sandq.JobState.COMPLETED
+    assert q.remove(later.id) is sandq.JobState.DELAYED
+    assert q.remove(held.id) is sandq.JobState.WAITING
+    assert not raw.exists(q.keys.job(later.id), q.keys.job_logs(later.id), q.keys.job(done.id))
+    assert [event["prev"] for event in events(raw, q, "removed")] == ["completed", "delayed", "wait"]
+    with pytest.raises(LockMismatchError, match="is locked"):
+        q.remove(waiting.id)  # a worker holds it
+    assert q.get_job_state(waiting.id) is sandq.JobState.ACTIVE
+    with pytest.raises(JobNotFoundError):
+        q.remove(done.id)
+
+
+def test_drain_keeps_running_and_delayed_jobs(q: sandq.SyncQueue) -> None:
+    q.add_bulk([("w", {}) for _ in range(5)])
+    take(q)
+    q.add("p", priority=1)
+    q.add("d", delay=60_000)
+    q.drain()
+    assert q.get_job_counts("waiting", "prioritized", "delayed", "active") == {
+        "waiting": 0,
+        "prioritized": 0,
+        "delayed": 1,
+        "active": 1,
+    }
+    q.drain(delayed=True)
+    assert q.get_job_counts("delayed", "active") == {"delayed": 0, "active": 1}
+
+
+def test_clean_by_age_and_limit(q: sandq.SyncQueue, raw: redis.Redis) -> None:
+    q.add_bulk([("x", {}) for _ in range(6)])
+    finished = finish(q, 6)
+    assert q.clean(60_000) == []  # nothing is a minute old yet
+    removed = q.clean(0, 2)
+    assert len(removed) == 2
+    assert set(removed) <= set(finished)
+    assert sorted(q.clean(0), key=int) == sorted(set(finished) - set(removed), key=int)
+    assert q.get_job_counts("completed") == {"completed": 0}
+    assert [event["count"] for event in events(raw, q, "cleaned")] == ["0", "2", "4"]  # as BullMQ: even 0
+    with pytest.raises(ConfigurationError, match="cannot clean"):
+        q.clean(0, 0, "stalled")
+
+
+def test_obliterate_pauses_and_refuses_running_jobs_unless_forced(
+    q: sandq.SyncQueue, raw: redis.Redis
+) -> None:
+    q.add_bulk([("x", {}) for _ in range(3)])
+    take(q)
+    with pytest.raises(sandq.ActiveJobsError, match="active jobs"):
+        q.obliterate()
+    assert q.is_paused()  # it paused the queue first, as BullMQ's obliterate does
+    assert raw.exists(q.keys.wait)
+    q.obliterate(force=True)
+    assert list(raw.scan_iter(f"{q.keys.base}*")) == []
+
+
+async def test_async_removal(redis_url: str, queue_name: str) -> None:
+    async with sandq.Queue(queue_name, redis_url) as queue:
+        job = await queue.add("a")
+        await queue.add("b")
+        assert await queue.remove(job.id) is sandq.JobState.WAITING
+        assert await queue.clean(0, 0, "waiting") != []
+        await queue.add("c", delay=1_000)
+        await queue.drain(delayed=True)
+        assert await queue.get_job_counts("delayed", "waiting") == {"delayed": 0, "waiting": 0}
+        await queue.obliterate()
+        assert await queue.get_job_counts("delayed") == {"delayed": 0}
+        assert not await queue.is_paused()  # meta is gone with the queue

@@ -81,7 +81,7 @@ def test_the_processor_example() -> None:
 
 def test_the_python_examples(private_redis: RedisServer) -> None:
     examples = blocks("python")[1:]
-    assert len(examples) == 2
+    assert len(examples) == 3
     first = examples[0].replace("redis://localhost:6379/0", private_redis.url)
     done = run([sys.executable, "-c", first], private_redis)
     assert done.stdout.splitlines() == [
@@ -92,3 +92,27 @@ def test_the_python_examples(private_redis: RedisServer) -> None:
     second = "import sandq\n" + examples[1] + "print(queue.get_job_counts('prioritized'))\n"
     done = run([sys.executable, "-c", second], private_redis)
     assert done.stdout.strip() == "{'prioritized': 1}"
+
+
+def test_the_queue_events_example(private_redis: RedisServer) -> None:
+    example = blocks("python")[3]
+    env = dict(os.environ, SANDQ_REDIS_URL=private_redis.url)
+    worker = subprocess.Popen(
+        [os.path.join(BIN, "sandq"), "run", "examples.tasks:square", "--queue", "squares"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        done = run([sys.executable, "-c", example], private_redis)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    assert done.stdout.splitlines() == [
+        "{'square': 49}",
+        "added 1",
+        "waiting 1",
+        "active 1",
+        "completed 1",
+    ]

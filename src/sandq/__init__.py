@@ -58,6 +58,9 @@ _EXPORTS = {
     "ScriptError": "sandq.errors",
     "JobNotFoundError": "sandq.errors",
     "JobNotInStateError": "sandq.errors",
+    "LockMismatchError": "sandq.errors",
+    "QueueNotPausedError": "sandq.errors",
+    "ActiveJobsError": "sandq.errors",
     "JobFailedError": "sandq.errors",
     "JobControl": "sandq.errors",
     "UnrecoverableError": "sandq.errors",
@@ -70,6 +73,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "ActiveJobsError",
     "Backoff",
     "CancelToken",
     "ConfigurationError",
@@ -89,12 +93,14 @@ __all__ = [
     "JobOptions",
     "JobState",
     "KeepJobs",
+    "LockMismatchError",
     "MalformedJobError",
     "ProcessorLoadError",
     "ProtocolViolation",
     "Queue",
     "QueueEvent",
     "QueueEvents",
+    "QueueNotPausedError",
     "RateLimitError",
     "RedisClient",
     "RedisConnectionError",
@@ -119,6 +125,9 @@ if TYPE_CHECKING:
     from .connection.client import RedisClient as RedisClient
     from .connection.settings import RedisSettings as RedisSettings
     from .connection.sync import SyncRedisClient as SyncRedisClient
+    from .errors import (
+        ActiveJobsError as ActiveJobsError,
+    )
     from .errors import (
         ConfigurationError as ConfigurationError,
     )
@@ -156,6 +165,9 @@ if TYPE_CHECKING:
         JobNotInStateError as JobNotInStateError,
     )
     from .errors import (
+        LockMismatchError as LockMismatchError,
+    )
+    from .errors import (
         MalformedJobError as MalformedJobError,
     )
     from .errors import (
@@ -163,6 +175,9 @@ if TYPE_CHECKING:
     )
     from .errors import (
         ProtocolViolation as ProtocolViolation,
+    )
+    from .errors import (
+        QueueNotPausedError as QueueNotPausedError,
     )
     from .errors import (
         RateLimitError as RateLimitError,

@@ -6,6 +6,8 @@
     sandq info [QUEUE]
     sandq cancel QUEUE JOB_ID [--reason TEXT]
     sandq run MODULE:FUNCTION [--queue NAME] [--concurrency N] [--timeout D] ...
+    sandq jobs|job|retry|remove|promote|pause|resume|drain|clean|obliterate|events QUEUE ...
+          (see :mod:`sandq.cli_admin`)
 
 Every command takes ``--redis URL`` (default: ``SANDQ_REDIS_URL``, else a Redis on localhost:6379, else
 the embedded one; ``--redis embedded`` asks for the embedded one) and ``--prefix P`` (default ``bull``).
@@ -24,7 +26,8 @@ from typing import Any
 
 import trio
 
-from . import __version__
+from . import __version__, cli_admin
+from .cli_admin import table
 from .connection.client import RedisClient
 from .errors import (
     ConfigurationError,
@@ -55,7 +58,8 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, cli_admin.Handler]]:
+    """The command line, and the handler of each command."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--redis", metavar="URL", help="Redis URL, or 'embedded' (default: see sandq --help)")
     common.add_argument("--prefix", default="bull", help="key prefix of the queues (default: bull)")
@@ -115,7 +119,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--burst", action="store_true", help="stop once no job is waiting or running")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    return parser
+
+    handlers: dict[str, cli_admin.Handler] = {"add": _add, "info": _info, "run": _run, "cancel": _cancel}
+    handlers.update(cli_admin.register(commands, common, _duration))
+    return parser, handlers
 
 
 def _add_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -146,18 +153,6 @@ async def _add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    cells = [[str(cell) for cell in row] for row in [headers, *rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = []
-    for row in cells:
-        parts = [row[0].ljust(widths[0])] + [
-            cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)
-        ]
-        lines.append("  ".join(parts).rstrip())
-    return "\n".join(lines)
-
-
 async def _info(args: argparse.Namespace) -> int:
     async with RedisClient(args.redis) as client:
         names = [args.queue] if args.queue else await drive_async(client, list_queues(args.prefix))
@@ -176,9 +171,9 @@ async def _info(args: argparse.Namespace) -> int:
     if args.queue:
         name, status, *numbers = rows[0]
         print(f"queue {name} ({args.prefix}:{name}), {status}")
-        print(_table(["state", "jobs"], list(zip(DEFAULT_COUNT_STATES, numbers, strict=True))))
+        print(table(["state", "jobs"], list(zip(DEFAULT_COUNT_STATES, numbers, strict=True))))
     else:
-        print(_table(["queue", "status", *DEFAULT_COUNT_STATES], rows))
+        print(table(["queue", "status", *DEFAULT_COUNT_STATES], rows))
     return 0
 
 
@@ -231,8 +226,9 @@ async def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sandq`` console script; returns the exit status."""
-    args = _parser().parse_args(argv)
-    handler = {"add": _add, "info": _info, "run": _run, "cancel": _cancel}[args.command]
+    parser, handlers = _parser()
+    args = parser.parse_args(argv)
+    handler = handlers[args.command]
     try:
         return trio.run(handler, args)
     except EmbeddedRedisError as exc:

@@ -34,7 +34,9 @@
             ├── ParentConflictError     (-7) the job already belongs to another parent
             ├── SchedulerJobError       (-8) the job is a scheduler's current iteration
             ├── FailedChildrenError     (-9) the job has failed children
-            └── SchedulerConflictError  (-10, -11) no free slot for a scheduler iteration
+            ├── SchedulerConflictError  (-10, -11) no free slot for a scheduler iteration
+            ├── QueueNotPausedError     (-12) obliterate needs the queue paused
+            └── ActiveJobsError         (-13) obliterate refused: jobs are running
 
 Scripts report refusals as negative integers; :func:`error_for_code` is the one place that turns a code
 into an exception, so that every caller sees the same message for the same refusal.
@@ -237,6 +239,14 @@ class SchedulerConflictError(ScriptError):
     """A job scheduler found no free id for its next iteration (-10 cron, -11 every)."""
 
 
+class QueueNotPausedError(ScriptError):
+    """The queue must be paused for this operation (-12); ``Queue.obliterate`` pauses it first."""
+
+
+class ActiveJobsError(ScriptError):
+    """Jobs of the queue are running (-13): wait for them, or obliterate with ``force=True``."""
+
+
 _CODES: dict[int, tuple[type[ScriptError], str]] = {
     -1: (JobNotFoundError, "job {job} does not exist"),
     -2: (LockMissingError, "job {job} has no lock (it expired or was never taken)"),
@@ -249,6 +259,8 @@ _CODES: dict[int, tuple[type[ScriptError], str]] = {
     -9: (FailedChildrenError, "job {job} has failed children"),
     -10: (SchedulerConflictError, "a scheduler iteration with this id already exists"),
     -11: (SchedulerConflictError, "every slot for the scheduler's next iteration is taken"),
+    -12: (QueueNotPausedError, "{script} refused: the queue is not paused (pause it first)"),
+    -13: (ActiveJobsError, "{script} refused: the queue has active jobs (wait for them, or use force=True)"),
 }
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, TypeVar
 
-from . import admin_scripts, scripts, worker_scripts
+from . import admin_scripts, cleanup_scripts, scripts, worker_scripts
 from .connection.resp import Arg, Reply
 from .errors import ConfigurationError, InvalidOptionError, JobDataError, JobNotFoundError
 from .job import Job, JobState
@@ -331,6 +331,33 @@ class QueueOps:
     def update_data(self, job_id: str, data: Any) -> Op[None]:
         reply = yield worker_scripts.update_data(self.keys, job_id, encode_json(data, job_id))
         worker_scripts.decode_code(reply, script="update_data", job_id=job_id)
+
+    # --- removal -----------------------------------------------------------------------------------
+
+    def remove(self, job_id: str, *, remove_children: bool) -> Op[JobState]:
+        reply = yield cleanup_scripts.remove_job(self.keys, job_id, remove_children=remove_children)
+        return cleanup_scripts.decode_remove_job(reply, job_id=job_id)
+
+    def drain(self, *, delayed: bool) -> Op[None]:
+        while cleanup_scripts.decode_drain((yield cleanup_scripts.drain(self.keys, include_delayed=delayed))):
+            pass
+
+    def clean(self, grace_ms: int, limit: int, state: str, *, now_ms: int) -> Op[list[str]]:
+        cursor: cleanup_scripts.CleanCursor | None = cleanup_scripts.start_clean(
+            state, grace_ms=grace_ms, limit=limit, now_ms=now_ms
+        )
+        removed: list[str] = []
+        while cursor is not None:
+            reply = yield cleanup_scripts.clean_jobs(self.keys, cursor)
+            step = cleanup_scripts.decode_clean_jobs(reply, cursor)
+            removed += step.removed_ids
+            cursor = step.next
+        return removed
+
+    def obliterate(self, *, force: bool) -> Op[None]:
+        yield from self.pause()
+        while cleanup_scripts.decode_obliterate((yield cleanup_scripts.obliterate(self.keys, force=force))):
+            pass
 
     # --- global limits (in meta, shared with BullMQ) ---------------------------------------------
 

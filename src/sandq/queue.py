@@ -193,6 +193,34 @@ class Queue:
         """Replace a job's data (JSON-serialisable). Raises JobNotFoundError."""
         await drive_async(self.client, self._ops.update_data(job_id, data))
 
+    # --- removal -----------------------------------------------------------------------------------
+
+    async def remove(self, job_id: str, *, remove_children: bool = True) -> JobState:
+        """Remove a job from wherever it is, with its logs; a flow parent's children too (unless
+        ``remove_children=False``), and a flow child is detached from its parent (a parent with no
+        other pending child moves on). Emits ``removed``. Returns the state it was in. Raises
+        JobNotFoundError, LockMismatchError when a worker holds it (or one of its descendants), or
+        SchedulerJobError for a scheduler's current iteration."""
+        return await drive_async(self.client, self._ops.remove(job_id, remove_children=remove_children))
+
+    async def drain(self, *, delayed: bool = False) -> None:
+        """Remove every waiting and prioritized job (and delayed ones with ``delayed``), except each
+        job scheduler's next iteration; running jobs are not touched. In batches of 1000 per call."""
+        await drive_async(self.client, self._ops.drain(delayed=delayed))
+
+    async def clean(self, grace: int, limit: int = 0, state: str = "completed") -> list[str]:
+        """Remove up to ``limit`` jobs (0: all) of ``state`` older than ``grace`` ms (finished ones by
+        their finish time, others by their creation time); never a locked active job. States:
+        completed, failed, waiting (or wait), paused, delayed, prioritized, active, waiting-children.
+        Returns the ids removed; emits one ``cleaned`` event with the count."""
+        return await drive_async(self.client, self._ops.clean(grace, limit, state, now_ms=now_ms()))
+
+    async def obliterate(self, *, force: bool = False) -> None:
+        """Pause the queue, then delete it: every job in every state, its logs, events, meta and
+        counters. Raises ActiveJobsError while jobs run, unless ``force`` (their workers then lose
+        their locks and write nothing). Batched: a large queue never blocks Redis for long."""
+        await drive_async(self.client, self._ops.obliterate(force=force))
+
     # --- global limits ---------------------------------------------------------------------------
 
     async def set_global_concurrency(self, concurrency: int | None) -> None:

@@ -143,6 +143,18 @@ class SyncQueue:
     def update_data(self, job_id: str, data: Any) -> None:
         drive_sync(self.client, self._ops.update_data(job_id, data))
 
+    def remove(self, job_id: str, *, remove_children: bool = True) -> JobState:
+        return drive_sync(self.client, self._ops.remove(job_id, remove_children=remove_children))
+
+    def drain(self, *, delayed: bool = False) -> None:
+        drive_sync(self.client, self._ops.drain(delayed=delayed))
+
+    def clean(self, grace: int, limit: int = 0, state: str = "completed") -> list[str]:
+        return drive_sync(self.client, self._ops.clean(grace, limit, state, now_ms=now_ms()))
+
+    def obliterate(self, *, force: bool = False) -> None:
+        drive_sync(self.client, self._ops.obliterate(force=force))
+
     def set_global_concurrency(self, concurrency: int | None) -> None:
         drive_sync(self.client, self._ops.set_global_concurrency(concurrency))
 
