@@ -65,6 +65,17 @@ def _finished_state(state: str | None) -> str:
     return state
 
 
+def _retry(
+    keys: QueueKeys, state: str, reset: tuple[bool, bool], now_ms: int, *, limit: int, job_ids: Sequence[str]
+) -> ScriptCall:
+    made, started = reset
+    return ScriptCall(
+        get_script("retry_jobs"),
+        _retry_keys(keys),
+        (keys.base, state, "1" if made else "0", "1" if started else "0", now_ms, limit, *job_ids),
+    )
+
+
 def retry_jobs(
     keys: QueueKeys,
     job_ids: Sequence[str],
@@ -76,19 +87,8 @@ def retry_jobs(
 ) -> ScriptCall:
     """Run the finished jobs ``job_ids`` again (each from whichever of completed/failed holds it, or only
     from ``state``)."""
-    return ScriptCall(
-        get_script("retry_jobs"),
-        _retry_keys(keys),
-        (
-            keys.base,
-            _finished_state(state),
-            "1" if reset_attempts_made else "0",
-            "1" if reset_attempts_started else "0",
-            now_ms,
-            0,
-            *job_ids,
-        ),
-    )
+    reset = (reset_attempts_made, reset_attempts_started)
+    return _retry(keys, _finished_state(state), reset, now_ms, limit=0, job_ids=job_ids)
 
 
 def retry_all(
@@ -104,18 +104,8 @@ def retry_all(
     ``now_ms``, oldest first. Call again while it returns ``limit`` ids."""
     if limit < 1:
         raise ConfigurationError(f"limit must be at least 1, not {limit}")
-    return ScriptCall(
-        get_script("retry_jobs"),
-        _retry_keys(keys),
-        (
-            keys.base,
-            _finished_state(state),
-            "1" if reset_attempts_made else "0",
-            "1" if reset_attempts_started else "0",
-            now_ms,
-            limit,
-        ),
-    )
+    reset = (reset_attempts_made, reset_attempts_started)
+    return _retry(keys, _finished_state(state), reset, now_ms, limit=limit, job_ids=())
 
 
 def decode_retry(reply: Reply, job_ids: Sequence[str]) -> list[str]:

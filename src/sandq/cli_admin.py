@@ -25,20 +25,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from .cleanup_scripts import CLEANABLE_STATES
 from .errors import ConfigurationError, ScriptError
 from .job import Job, JobState
 from .queue import Queue
-
-CLEAN_STATES = (
-    "completed",
-    "failed",
-    "waiting",
-    "delayed",
-    "prioritized",
-    "active",
-    "paused",
-    "waiting-children",
-)
 
 Handler = Callable[[argparse.Namespace], Awaitable[int]]
 
@@ -98,16 +88,7 @@ def register(
     clean.add_argument(
         "--state",
         default="completed",
-        choices=(
-            "completed",
-            "failed",
-            "waiting",
-            "delayed",
-            "prioritized",
-            "active",
-            "paused",
-            "waiting-children",
-        ),
+        choices=(*CLEANABLE_STATES, "waiting"),
         help="default completed",
     )
 
