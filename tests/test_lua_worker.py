@@ -561,6 +561,24 @@ def test_fetch_next_inside_finish(r: redis.Redis, q: SyncQueue, w: Runner) -> No
     assert {"event": "drained"} not in events(r, q)
     codes, fetched = w.finish(ws.Complete(nxt, "n1", "1"), now=T0 + 2, fetch=spec)
     assert fetched == ws.FetchResult(jobs=[], rate_limit_ttl_ms=0, next_delayed_ms=T0 + 3000)
+    # As BullMQ's moveToFinished: a fetch that finds a delayed job pending writes no `drained`.
+    assert {"event": "drained"} not in events(r, q)
+    later = w.ids("l", now=T0 + 3000)
+    assert later == [str(int(nxt) + 1)]
+    codes, fetched = w.finish(ws.Complete(later[0], "l", "1"), now=T0 + 3001, fetch=spec)
+    assert fetched == ws.FetchResult(jobs=[], rate_limit_ttl_ms=0, next_delayed_ms=0)
+    assert last_events(r, q, 1) == [{"event": "drained"}]
+
+
+def test_no_drained_from_a_fetch_held_back(r: redis.Redis, q: SyncQueue, w: Runner) -> None:
+    spec = ws.FetchSpec(tokens=["n"], lock_duration_ms=10_000)
+    job_id = active_job(q, w)
+    q.pause()
+    w.finish(ws.Complete(job_id, "tok", "1"), fetch=spec)
+    assert {"event": "drained"} not in events(r, q)
+    q.resume()
+    job_id = active_job(q, w, token="t2")
+    w.finish(ws.Complete(job_id, "t2", "1"))  # no fetch: drained as soon as all is empty
     assert last_events(r, q, 1) == [{"event": "drained"}]
 
 

@@ -208,7 +208,11 @@ if ARGV[4] ~= "" then
   }
   fetched = fetchJobs(k, prefix, now, meta, spec)
 end
-if finished and rcall("LLEN", k.wait) == 0 and rcall("LLEN", k.active) == 0
+-- `drained` as BullMQ writes it: when a job finished and nothing is left to run. A fetch that was
+-- held back (paused, at the global concurrency, rate limited) or that found a delayed job pending
+-- says nothing.
+local quiet = fetched ~= 0 and (#fetched[1] > 0 or fetched[2] > 0 or fetched[3] > 0 or isBlocked(meta, k.active))
+if finished and not quiet and rcall("LLEN", k.wait) == 0 and rcall("LLEN", k.active) == 0
     and rcall("ZCARD", k.prioritized) == 0 then
   rcall("XADD", k.events, "*", "event", "drained")
 end
