@@ -470,6 +470,15 @@ class RedisClient:
             raise reply
         return reply
 
+    async def open_blocking_connection(self) -> None:
+        """Open a dedicated connection now and keep it for :meth:`execute_blocking` (so that a
+        connection named ``dedicated_name`` is listed from the start, not from the first block)."""
+        connection = await self._connect(dedicated=True)
+        if self._closed:
+            await connection.aclose()
+        else:
+            self._idle.append(connection)
+
     async def ping(self) -> bool:
         return bool(await self.execute("PING") == b"PONG")
 

@@ -85,9 +85,16 @@ def wall_ms() -> int:
 
 
 def worker_client_name(prefix: str, queue: str, name: str | None) -> str:
-    """BullMQ's worker connection name, ``P:<base64(Q)>[:w:<name>]``, which ``getWorkers`` lists."""
+    """BullMQ's worker connection name, ``P:<base64(Q)>[:w:<name>]``, which Node's ``getWorkers``
+    (and dashboards) list."""
     encoded = base64.b64encode(queue.encode()).decode()
     return f"{prefix}:{encoded}" + (f":w:{name}" if name else "")
+
+
+def python_worker_client_name(prefix: str, queue: str, name: str | None) -> str:
+    """The name the ``bullmq`` PyPI client gives its workers and lists in ``get_workers``:
+    ``P:Q[:w:<name>]``."""
+    return f"{prefix}:{queue}" + (f":w:{name}" if name else "")
 
 
 class Worker:
@@ -171,6 +178,8 @@ class Worker:
             ):
                 self._zygote = zygote
                 await self.redis.ping()
+                # The named marker connection, open from the start: getWorkers lists a busy worker too.
+                await self.redis.open_blocking_connection()
                 for index in range(self.options.concurrency):
                     slot = Slot(index, self)
                     self._slots.append(slot)
@@ -597,9 +606,10 @@ class Worker:
             await trio.sleep(self.options.stalled_interval)
 
     async def _cancel_listener(self) -> None:
-        # Its own client: the worker's dedicated connection name is for the marker wait alone, so that
-        # BullMQ's getWorkers lists this worker once.
-        async with RedisClient(await self.redis.resolve_settings()) as listener:
+        # Its own client, named as the PyPI client names its workers (the marker connection has the
+        # name Node's clients look for), so that each client's getWorkers lists this worker once.
+        name = python_worker_client_name(self.options.prefix, self.queue_name, self.options.name)
+        async with RedisClient(await self.redis.resolve_settings(), client_name=name) as listener:
             await self._listen_for_cancels(listener)
 
     async def _listen_for_cancels(self, listener: RedisClient) -> None:
