@@ -71,8 +71,9 @@ from harness import (
     table,
     timeout_message,
 )
-from processors import burn
 from sandq import SyncQueue
+
+from processors import burn
 
 BENCH_DIR = pathlib.Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
