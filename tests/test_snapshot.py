@@ -196,9 +196,9 @@ KNOWN_DIFFERENCES = (
         checkpoints=frozenset({"added", "paused", "done"}),
         matches=_opts_without_zero_delay,
         reason=(
-            'sandq leaves "delay" out of a job\'s stored opts when it is 0 (options.JobOptions.to_stored); '
-            "BullMQ's clients always store \"delay\": 0. Readers default it to 0 (bullmq's Job.fromJSON "
-            "does), and the hash field delay is the same. A documented difference (README, Compatibility)."
+            'sandq stores opts as Node\'s BullMQ does, without "delay" when it is 0; the PyPI client '
+            'stores "delay": 0. Readers default it to 0 (bullmq\'s Job.fromJSON does), and the hash field '
+            "delay is the same. A documented difference (README, Compatibility)."
         ),
     ),
     Known(
