@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from processors import burn
 
-__all__ = ["burn", "deadline_wait", "fail", "job_result", "main", "spec"]
+__all__ = ["burn", "deadline_wait", "fail", "glob_escape", "job_result", "last_line", "main", "spec"]
 
 
 def spec() -> dict[str, Any]:
@@ -49,10 +49,20 @@ def check_results(results: list[Any], spec: dict[str, Any]) -> dict[str, Any]:
         if spec["kind"] == "cpu" and result.get("x") != spec["check"]:
             fail(f"job {result.get('i')} computed {result.get('x')}, not {spec['check']}")
         seen.add(result["i"])
-    if len(seen) != n:
-        fail(f"{len(seen)} distinct jobs finished, not {n}")
+    if seen != set(range(n)):
+        fail(f"{len(seen)} distinct jobs finished, not jobs 0..{n - 1}")
     times = [result["t"] for result in results]
     return {"first": min(times), "last": max(times), "jobs": n}
+
+
+def last_line(text: str | None) -> str:
+    """The last line of a traceback: the exception."""
+    return ((text or "").strip().splitlines() or ["no traceback"])[-1][:300]
+
+
+def glob_escape(text: str) -> str:
+    """``text`` matched literally in a Redis glob pattern (SCAN MATCH, KEYS)."""
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
 
 
 def deadline_wait(ready: Callable[[], bool], timeout: float, what: str, interval: float = 0.01) -> None:

@@ -6,11 +6,13 @@ real ``sandq run sandq_tasks:job`` command, as a user runs it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import trio
@@ -19,6 +21,19 @@ from common import check_results, fail, main
 import sandq
 
 BATCH = 1_000
+RUN_TIMEOUT = 600  # seconds a burst worker may take (the suite's own timeout is usually shorter)
+
+
+@contextlib.contextmanager
+def cleaned(spec: dict[str, Any]) -> Iterator[None]:
+    """Delete the queue's keys afterwards, whatever happens."""
+    try:
+        yield
+    finally:
+        with sandq.SyncQueue(spec["queue"], spec["redis"]) as queue:
+            keys = list(queue.client.execute("KEYS", f"{queue.keys.base}*") or [])
+            for low in range(0, len(keys), 1000):
+                queue.client.execute("UNLINK", *keys[low : low + 1000])
 
 
 def worker_command(spec: dict[str, Any], *, burst: bool) -> list[str]:
@@ -54,7 +69,16 @@ def drain(spec: dict[str, Any]) -> dict[str, Any]:
     with sandq.SyncQueue(spec["queue"], spec["redis"]) as queue:
         for low in range(0, n, BATCH):
             queue.add_bulk([("job", {"i": i, **extra}) for i in range(low, min(n, low + BATCH))])
-        done = subprocess.run(worker_command(spec, burst=True), capture_output=True, text=True, check=False)
+        try:
+            done = subprocess.run(
+                worker_command(spec, burst=True),
+                capture_output=True,
+                text=True,
+                timeout=RUN_TIMEOUT,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            fail(f"sandq run --burst did not finish within {RUN_TIMEOUT} s")
         if done.returncode != 0:
             fail(f"sandq run exited with {done.returncode}: {done.stderr.strip()[-300:]}")
         results = [job.returnvalue for job in queue.get_completed()]
@@ -96,5 +120,22 @@ def latency(spec: dict[str, Any]) -> dict[str, Any]:
             worker.communicate()
 
 
+def with_cleanup(
+    op: Callable[[dict[str, Any]], dict[str, Any]],
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def run(spec: dict[str, Any]) -> dict[str, Any]:
+        with cleaned(spec):
+            return op(spec)
+
+    return run
+
+
 if __name__ == "__main__":
-    main({"versions": versions, "enqueue": enqueue, "drain": drain, "latency": latency})
+    main(
+        {
+            "versions": versions,
+            "enqueue": with_cleanup(enqueue),
+            "drain": with_cleanup(drain),
+            "latency": with_cleanup(latency),
+        }
+    )
