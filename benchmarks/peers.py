@@ -36,8 +36,10 @@ peer (RQ: ``fork`` / ``simple``; Node: ``sandboxed`` / ``inprocess``). The ops:
 ``latency`` ``{"n": N, "concurrency": 1}``
     Start the worker(s) and let them go idle (process one warm-up job first). Then N times, one after
     another: ``t0 = time.time()``; add a job ``{"i": i}``; wait for its result the way a user of the
-    peer would (sandq and BullMQ: QueueEvents / waitUntilFinished; RQ: its result wait; Celery:
-    ``AsyncResult.get``); ``t2 = time.time()``. The processor returns its start time ``t1`` as in
+    peer would (sandq: ``QueueEvents.wait_until_finished``; Node BullMQ: ``waitUntilFinished``; the
+    PyPI client, which has no such call: its ``QueueEvents`` ``completed`` event; RQ:
+    ``latest_result(timeout)``; Celery: ``AsyncResult.get``; arq: ``job.result``, polling every ms);
+    ``t2 = time.time()``. The processor returns its start time ``t1`` as in
     drain. -> ``{"active_ms": [(t1 - t0) * 1000, ...], "completed_ms": [(t2 - t0) * 1000, ...]}``.
 """
 
@@ -196,6 +198,7 @@ def environment(contender: Contender) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(DRIVERS), str(BENCH_DIR), str(REPO)])
     if contender.peer == "node":
+        # For require(); ES modules ignore NODE_PATH, so driver.mjs loads packages with createRequire.
         env["NODE_PATH"] = str(node_modules())
     return env
 

@@ -49,8 +49,8 @@ def check_results(results: list[Any], spec: dict[str, Any]) -> dict[str, Any]:
         if spec["kind"] == "cpu" and result.get("x") != spec["check"]:
             fail(f"job {result.get('i')} computed {result.get('x')}, not {spec['check']}")
         seen.add(result["i"])
-    if seen != set(range(n)):
-        fail(f"{len(seen)} distinct jobs finished, not jobs 0..{n - 1}")
+    if len(results) != n or seen != set(range(n)):
+        fail(f"{len(results)} results of {len(seen)} distinct jobs, not one each of jobs 0..{n - 1}")
     times = [result["t"] for result in results]
     return {"first": min(times), "last": max(times), "jobs": n}
 
