@@ -239,17 +239,24 @@ class Contender:
         return statistics.median(self.server_us)
 
 
+def alternating(items: Sequence[T], index: int) -> list[T]:
+    """The order of round ``index``: rotated by one place each round and reversed every other round, so
+    that no item always runs first (cold) or right after the same neighbour."""
+    if not items:
+        return []
+    shift = index % len(items)
+    order = list(items[shift:]) + list(items[:shift])
+    if index % 2:
+        order.reverse()
+    return order
+
+
 def run_rounds(label: str, contenders: Sequence[Contender], rounds: int) -> None:
-    """Measure every contender ``rounds`` times, rotating the order each round so that no contender
-    always runs first (cold) or right after the same neighbour."""
+    """Measure every contender ``rounds`` times, in the :func:`alternating` order."""
     print(f"\n{label} ", end="", flush=True)
     failures: list[Contender] = []
     for index in range(rounds):
-        shift = index % len(contenders)
-        order = list(contenders[shift:]) + list(contenders[:shift])
-        if index % 2:
-            order.reverse()
-        for contender in order:
+        for contender in alternating(contenders, index):
             if contender.error is not None:
                 continue
             gc.collect()

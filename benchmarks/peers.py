@@ -94,6 +94,8 @@ PEERS = {
     "arq": Peer("arq", ("arq",)),
     "node": Peer("node", node=True),
     "charts": Peer("charts", ("matplotlib",)),  # draws the suite's PNG charts (charts.py)
+    # sandq (this checkout, editable) beside numpy, for the kill/respawn measurement with numpy preloaded
+    "sandq-numpy": Peer("sandq-numpy", ("-e", str(REPO), "numpy")),
 }
 
 SANDQ = "sandq"

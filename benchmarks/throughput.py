@@ -72,6 +72,7 @@ from harness import (
     timeout_message,
 )
 from sandq import SyncQueue
+from sandq_only import KILL_GRACE_MS, KILL_TIMEOUT_MS, KillRespawn, kill_respawn, sandq_command
 
 from processors import burn
 
@@ -90,8 +91,6 @@ ADD_BATCH = 1_000
 PAYLOAD = "x" * 32
 POLL = 0.1  # seconds between progress checks of a running contender
 
-KILL_TIMEOUT_MS = 300  # the spinning job's `timeout` option
-KILL_GRACE_MS = 200  # sandq run --kill-grace
 KILL_SAMPLES, KILL_SAMPLES_QUICK = 6, 3
 
 NOOP_BULLMQ_GOAL = 3.0  # sandq no-op jobs/s / bullmq PyPI jobs/s, same concurrency
@@ -218,12 +217,6 @@ class Fresh:
         self.client.close()
         delete_keys(self.url, self.base + "*")
         delete_keys(self.url, f"{self.prefix}:{self.name}")  # a bare queue key, should one exist
-
-
-def sandq_command() -> list[str]:
-    """The ``sandq`` console script next to this interpreter (``python -m sandq.cli`` without one)."""
-    script = pathlib.Path(sys.executable).parent / "sandq"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "sandq.cli"]
 
 
 def load() -> str:
@@ -526,84 +519,6 @@ def calibrate_node(work: Work) -> Work | str:
     if reply["check"] != burn(check_n):
         return f"not calibrated: work.js computes burn({check_n}) = {reply['check']}, not {burn(check_n)}"
     return Work(work.n, work.ms, work.x, int(reply["n"]), float(reply["ms"]), int(reply["x"]))
-
-
-# --- kill and respawn (sandq only) ----------------------------------------------------------------
-
-
-@dataclass
-class KillRespawn:
-    label: str
-    excess_ms: list[float] = field(default_factory=list)
-    respawn_ms: list[float] = field(default_factory=list)
-    prefetched: int = 0  # next jobs whose processedOn came before the kill (fetched ahead)
-    error: str | None = None
-    skipped: str | None = None
-
-
-def kill_respawn(settings: Settings, samples: int, preload: str | None) -> KillRespawn:
-    """One ``sandq run`` at concurrency 1 over ``samples`` pairs of jobs: a spinning job with a
-    ``timeout`` (killed after the grace), then a no-op job (the first job of the fresh child)."""
-    label = f"--preload {preload}" if preload else "no preload"
-    outcome = KillRespawn(label)
-    name = f"sandq-kill-{uuid.uuid4().hex[:10]}"
-    base = f"{settings.prefix}:{name}:"
-    try:
-        with SyncQueue(name, settings.url, prefix=settings.prefix) as queue:
-            pairs = []
-            for k in range(samples):
-                spinner = queue.add("spin", {"spin": True, "k": k}, timeout=KILL_TIMEOUT_MS)
-                follower = queue.add("next", {"k": k})
-                pairs.append((spinner.id, follower.id))
-        command = [
-            *sandq_command(), "run", "benchmarks.processors:spin",
-            "--queue", name, "--prefix", settings.prefix, "--concurrency", "1",
-            "--redis", settings.url, "--kill-grace", f"{KILL_GRACE_MS}ms",
-            "--burst", "--log-level", "error",
-        ]  # fmt: skip
-        if preload:
-            command += ["--preload", preload]
-        with tempfile.TemporaryFile() as output:
-            budget = samples * (KILL_TIMEOUT_MS + KILL_GRACE_MS) / 1000 + LIMITS.timeout
-            try:
-                subprocess.run(
-                    command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT, timeout=budget, check=True
-                )
-            except subprocess.TimeoutExpired:
-                raise BenchmarkError(f"sandq run (kill test) did not end within {budget:g}s") from None
-            except subprocess.CalledProcessError as exc:
-                output.seek(0)
-                tail = output.read().decode(errors="replace").strip()[-800:]
-                raise BenchmarkError(f"sandq run (kill test) exited with {exc.returncode}: {tail}") from None
-        with redis.Redis.from_url(settings.url) as client:
-            for k, (spinner, follower) in enumerate(pairs):
-                spun = client.hmget(base + spinner, ["processedOn", "finishedOn", "failedReason"])
-                nxt = client.hmget(base + follower, ["processedOn", "returnvalue"])
-                check(
-                    client.zscore(base + "failed", spinner) is not None,
-                    f"kill test: spinning job {spinner} is not failed",
-                )
-                reason = (spun[2] or b"").decode()
-                check("timeout" in reason, f"kill test: job {spinner} failed with {reason!r}")
-                check(
-                    client.zscore(base + "completed", follower) is not None and nxt[1] is not None,
-                    f"kill test: job {follower} after the kill did not complete",
-                )
-                returned = json.loads(nxt[1] or b"null")
-                check(
-                    isinstance(returned, dict) and returned.get("k") == k,
-                    f"kill test: job {follower} returned {returned!r}",
-                )
-                processed, finished = int(float(spun[0] or 0)), int(float(spun[1] or 0))
-                outcome.excess_ms.append(finished - (processed + KILL_TIMEOUT_MS + KILL_GRACE_MS))
-                outcome.respawn_ms.append(returned["started"] - finished)
-                if int(float(nxt[0] or 0)) < finished:
-                    outcome.prefetched += 1
-    except Exception as exc:
-        outcome.error = f"{type(exc).__name__}: {exc}"
-    finally:
-        delete_keys(settings.url, base + "*")
-    return outcome
 
 
 # --- tables ---------------------------------------------------------------------------------------

@@ -181,7 +181,10 @@ async def latency(pool: ArqRedis, spec: dict[str, Any]) -> dict[str, Any]:
             running.result()  # the worker stopped early: raise its error
         return {"active_ms": active, "completed_ms": completed}
     finally:
-        await worker.close()  # without signal handlers, this cancels the worker's main task
+        # Without signal handlers, close() cancels the worker's main task and its job tasks, then
+        # gathers them: a job task still finishing its bookkeeping raises CancelledError there.
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker.close()
         with contextlib.suppress(asyncio.CancelledError):
             await running
 
