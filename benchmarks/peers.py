@@ -51,11 +51,15 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import psutil
 
 BENCH_DIR = pathlib.Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -109,6 +113,14 @@ CONTENDERS = (
     Contender("Celery (prefork)", "celery", "celery_driver.py"),
     Contender("arq", "arq", "arq_driver.py", kinds=frozenset({"noop"})),
 )
+
+
+class Hung(RuntimeError):
+    """A driver did not finish in time: the contender is skipped for the rest of the run."""
+
+
+class Unsupported(Exception):
+    """The driver says the peer cannot do this (``{"unsupported": why}``): shown, not a failure."""
 
 
 class Unavailable(Exception):
@@ -205,28 +217,79 @@ def environment(contender: Contender) -> dict[str, str]:
     return env
 
 
-def run_driver(contender: Contender, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """Run one op of ``contender``'s driver; its result. Raises Unavailable (cannot run) or
-    RuntimeError (it ran and failed, or took longer than ``timeout`` seconds)."""
-    command = [*command_for(contender), json.dumps({"variant": contender.variant, **spec})]
+def _kill_tree(process: subprocess.Popen[str]) -> None:
+    """Kill a driver and every process under it (its workers too), then reap it."""
     try:
-        done = subprocess.run(
-            command,
-            cwd=REPO,
-            env=environment(contender),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        victims = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        victims = []
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    for victim in victims:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            victim.kill()
+    process.communicate()
+
+
+def _group(pgid: int) -> list[psutil.Process]:
+    """The live (not zombie) processes of process group ``pgid``."""
+    found = []
+    for candidate in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getpgid(candidate.pid) == pgid and candidate.status() != psutil.STATUS_ZOMBIE:
+                found.append(candidate)
+    return found
+
+
+def _strays(pgid: int) -> bool:
+    """Whether processes of the driver's group outlive it (by more than a second); they are killed."""
+    deadline = time.monotonic() + 1.0
+    while _group(pgid):
+        if time.monotonic() > deadline:
+            for stray in _group(pgid):
+                with contextlib.suppress(psutil.Error):
+                    stray.kill()
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def run_driver(contender: Contender, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Run one op of ``contender``'s driver, in a process group of its own; its result. A driver that
+    does not finish within ``timeout`` seconds is killed with every process it started (Hung); one that
+    fails raises RuntimeError, and so does one that leaves processes behind (they are killed). A reply
+    ``{"unsupported": why}`` raises Unsupported. Unavailable: the peer cannot be installed."""
+    command = [*command_for(contender), json.dumps({"variant": contender.variant, **spec})]
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env=environment(contender),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise RuntimeError(f"{spec['op']} did not finish within {timeout:g}s") from None
-    lines = done.stdout.strip().splitlines()
+        _kill_tree(process)
+        raise Hung(f"{spec['op']} did not finish within {timeout:.0f}s") from None
+    except BaseException:  # Ctrl-C: its own session does not get the SIGINT
+        _kill_tree(process)
+        raise
+    stray = _strays(process.pid)
+    lines = out.strip().splitlines()
     try:
         result: dict[str, Any] = json.loads(lines[-1]) if lines else {}
     except ValueError:
         result = {}
-    if done.returncode != 0 or "error" in result or not result:
-        told = result.get("error") or (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"{spec['op']} failed (exit {done.returncode}): {str(told)[:300]}")
+    if process.returncode != 0 or "error" in result or not isinstance(result, dict) or not result:
+        told = result.get("error") if isinstance(result, dict) else None
+        told = told or (err.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"{spec['op']} failed (exit {process.returncode}): {str(told)[:300]}")
+    if stray:
+        raise RuntimeError(f"{spec['op']} left processes running after it exited (killed)")
+    if "unsupported" in result:
+        raise Unsupported(f"unsupported: {result['unsupported']}")
     return result

@@ -95,14 +95,6 @@ NODE_SANDBOXED = "Node bullmq, sandboxed"
 RQ_FORK = "RQ Worker (fork)"
 
 
-class Hung(RuntimeError):
-    """A driver did not finish in time: the contender is skipped for the rest of the run."""
-
-
-class Unsupported(Exception):
-    """The driver says the peer cannot do this (``{"unsupported": why}``): shown, not a failure."""
-
-
 # --- figures --------------------------------------------------------------------------------------
 
 
@@ -275,82 +267,6 @@ class Table:
 # --- talking to drivers ---------------------------------------------------------------------------
 
 
-def _kill_tree(process: subprocess.Popen[str]) -> None:
-    """Kill a driver and every process under it (its workers too), then reap it."""
-    try:
-        victims = psutil.Process(process.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        victims = []
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    for victim in victims:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            victim.kill()
-    process.communicate()
-
-
-def _group(pgid: int) -> list[psutil.Process]:
-    """The live (not zombie) processes of process group ``pgid``."""
-    found = []
-    for candidate in psutil.process_iter():
-        with contextlib.suppress(psutil.Error, ProcessLookupError):
-            if os.getpgid(candidate.pid) == pgid and candidate.status() != psutil.STATUS_ZOMBIE:
-                found.append(candidate)
-    return found
-
-
-def _strays(pgid: int) -> bool:
-    """Whether processes of the driver's group outlive it (by more than a second); they are killed."""
-    deadline = time.monotonic() + 1.0
-    while _group(pgid):
-        if time.monotonic() > deadline:
-            for stray in _group(pgid):
-                with contextlib.suppress(psutil.Error):
-                    stray.kill()
-            return True
-        time.sleep(0.02)
-    return False
-
-
-def run_driver(contender: peers.Contender, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """``peers.run_driver``, in a process group of its own: a driver that hangs is killed with every
-    process it started, and one that leaves processes behind is told so (and they are killed)."""
-    command = [*peers.command_for(contender), json.dumps({"variant": contender.variant, **spec})]
-    process = subprocess.Popen(
-        command,
-        cwd=peers.REPO,
-        env=peers.environment(contender),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_tree(process)
-        raise Hung(f"{spec['op']} did not finish within {timeout:.0f}s") from None
-    except BaseException:  # Ctrl-C: its own session does not get the SIGINT
-        _kill_tree(process)
-        raise
-    stray = _strays(process.pid)
-    lines = out.strip().splitlines()
-    try:
-        result: dict[str, Any] = json.loads(lines[-1]) if lines else {}
-    except ValueError:
-        result = {}
-    if process.returncode != 0 or "error" in result or not isinstance(result, dict) or not result:
-        told = result.get("error") if isinstance(result, dict) else None
-        told = told or (err.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"{spec['op']} failed (exit {process.returncode}): {str(told)[:300]}")
-    if stray:
-        raise RuntimeError(f"{spec['op']} left processes running after it exited (killed)")
-    if "unsupported" in result:
-        raise Unsupported(f"unsupported: {result['unsupported']}")
-    return result
-
-
 def glob_safe(name: str) -> str:
     check(name.isalnum(), f"queue name {name!r} is not plain letters and digits")
     return name
@@ -414,7 +330,7 @@ class Suite:
     def _versions(self, contender: peers.Contender) -> dict[str, str]:
         queue = f"sqb{self.token}v{next(self.counter):05d}"
         try:
-            reply = run_driver(contender, {"op": "versions", "redis": self.url, "queue": queue}, 120)
+            reply = peers.run_driver(contender, {"op": "versions", "redis": self.url, "queue": queue}, 120)
         finally:
             delete_keys(self.url, f"*{glob_safe(queue)}*")
         versions = reply.get("versions")
@@ -444,7 +360,7 @@ class Suite:
         queue = f"sqb{self.token}q{next(self.counter):05d}"
         before = self._keys() if self.private else None
         try:
-            return run_driver(contender, {**spec, "redis": self.url, "queue": queue}, timeout)
+            return peers.run_driver(contender, {**spec, "redis": self.url, "queue": queue}, timeout)
         finally:
             delete_keys(self.url, f"*{glob_safe(queue)}*")
             if before is not None:
@@ -521,11 +437,11 @@ class Suite:
                     values, size = measure(row)
                     for column, value in values.items():
                         check(math.isfinite(value) and value > 0, f"{column} measured {value}")
-                except Unsupported as exc:
+                except peers.Unsupported as exc:
                     row.mark(columns, absent=str(exc))
                     print("u", end="", flush=True)
                     continue
-                except Hung as exc:
+                except peers.Hung as exc:
                     self.hung[row.label] = f"hung earlier ({label}: {exc})"
                     row.mark(columns, error=str(exc))
                     self.failed = True
