@@ -1047,7 +1047,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"wrote {results}")
     charts, problem = draw_charts(results, output)
     print(problem or f"charts: {', '.join(charts)}")
-    report["charts"] = charts if problem is None else problem
+    # File names, next to latest.json: the JSON names no path of the machine it ran on.
+    report["charts"] = [pathlib.Path(chart).name for chart in charts] if problem is None else problem
     report["suite"]["seconds_with_charts"] = round(elapsed(), 1)
     results.write_text(json.dumps(report, indent=1) + "\n")
     return 1 if suite.failed else 0
