@@ -54,6 +54,14 @@ def private_redis() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
+def raw(redis_url: str) -> Iterator[redis.Redis]:
+    """redis-py on the shared Redis (replies as text), for looking at keys directly."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
 def queue_name(redis_url: str) -> Iterator[str]:
     """A queue name of the test's own; its keys on the session's Redis are deleted afterwards."""
     name = f"t{uuid.uuid4().hex[:12]}"

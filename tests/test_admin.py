@@ -35,13 +35,6 @@ def q(redis_url: str, queue_name: str) -> Iterator[sandq.SyncQueue]:
         yield queue
 
 
-@pytest.fixture
-def raw(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    client.close()
-
-
 def events(raw: redis.Redis, q: sandq.SyncQueue, name: str) -> list[dict[str, str]]:
     return [fields for _, fields in raw.xrange(q.keys.events) if fields["event"] == name]
 

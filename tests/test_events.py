@@ -10,8 +10,7 @@ import dataclasses
 import datetime
 import pathlib
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -47,9 +46,9 @@ from sandq.events import (
     parse_event,
 )
 from sandq.queue_events import QueueEvents
-from sandq.supervisor.worker import Worker
 
 from servers import RedisServer, binaries, system_binary
+from worker_runs import running
 
 TESTS = pathlib.Path(__file__).parent
 UTC = datetime.timezone.utc
@@ -58,18 +57,6 @@ UTC = datetime.timezone.utc
 @pytest.fixture
 def in_tests_dir(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(TESTS)  # the worker imports processors from the current directory
-
-
-@asynccontextmanager
-async def running(redis_url: str, queue: str, processor: str, module: str = "basic") -> AsyncIterator[Worker]:
-    worker = Worker(queue, f"processors.{module}:{processor}", redis_url, drain_delay=0.2)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(worker.run)
-        try:
-            yield worker
-        finally:
-            worker.shutdown()
-            worker.shutdown()
 
 
 async def take(events: QueueEvents, count: int, *, within: float = 10) -> list[QueueEvent]:
@@ -263,7 +250,7 @@ async def test_several_waiters_get_their_jobs_return_values(redis_url: str, queu
             nursery.start_soon(wait, "b", jobs[1].id)
             nursery.start_soon(wait, "c", jobs[2])
             await trio.testing.wait_all_tasks_blocked()
-            async with running(redis_url, queue_name, "mixed", module="mixed"):
+            async with running(redis_url, queue_name, "mixed", processor_module="mixed"):
                 with trio.fail_after(20):
                     await all_done.wait()
     assert results == {"a": {"n": 0}, "a again": {"n": 0}, "b": {"n": 1}, "c": {"n": 2}}

@@ -90,14 +90,6 @@ def stored_opts(raw: redis.Redis, queue_name: str, job_id: str) -> dict[str, Any
 
 
 @pytest.fixture
-def raw(redis_url: str) -> Iterator[redis.Redis]:
-    """redis-py on the session's Redis, for looking at keys directly."""
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def squeue(redis_url: str, queue_name: str) -> Iterator[sandq.SyncQueue]:
     with sandq.SyncQueue(queue_name, redis_url) as queue:
         yield queue

@@ -58,13 +58,6 @@ def node(request: pytest.FixtureRequest) -> pathlib.Path:
     return node_install(request.param)
 
 
-@pytest.fixture
-def raw(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    client.close()
-
-
 @contextmanager
 def fresh_queue(redis_url: str) -> Iterator[str]:
     """A queue name for a module-scoped fixture (``queue_name`` is per test); its keys are deleted after."""

@@ -50,13 +50,6 @@ def loop() -> Iterator[LoopThread]:
         yield thread
 
 
-@pytest.fixture
-def raw(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    client.close()
-
-
 def bull_read(loop: LoopThread, redis_url: str, queue: str, read: Any) -> Any:
     """``await read(queue)`` with a bullmq Queue of ``queue``, on ``loop``; the queue is closed."""
 

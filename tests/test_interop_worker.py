@@ -83,13 +83,6 @@ def bull_work(
     return asyncio.run(main())
 
 
-@pytest.fixture
-def raw(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    client.close()
-
-
 class Sandq:
     """sandq's worker scripts for one queue, over one SyncRedisClient."""
 

@@ -52,13 +52,6 @@ def loop() -> Iterator[LoopThread]:
         yield thread
 
 
-@pytest.fixture
-def raw(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    client.close()
-
-
 # -- the harness ---------------------------------------------------------------------------------------
 
 

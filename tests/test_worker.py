@@ -7,8 +7,6 @@ import base64
 import os
 import pathlib
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -17,7 +15,8 @@ import trio
 
 from sandq import JobState, Queue
 from sandq.errors import RedisConnectionError
-from sandq.supervisor.worker import Worker
+
+from worker_runs import running
 
 TESTS = pathlib.Path(__file__).parent
 
@@ -32,21 +31,6 @@ def r(redis_url: str) -> Any:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     yield client
     client.close()
-
-
-@asynccontextmanager
-async def running(
-    redis_url: str, queue: str, processor: str, *, processor_module: str = "basic", **options: Any
-) -> AsyncIterator[Worker]:
-    options.setdefault("drain_delay", 0.2)
-    worker = Worker(queue, f"processors.{processor_module}:{processor}", redis_url, **options)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(worker.run)
-        try:
-            yield worker
-        finally:
-            worker.shutdown()
-            worker.shutdown()  # the second request: do not wait for running jobs
 
 
 async def wait_for(queue: Queue, job_id: str, *states: JobState, within: float = 15) -> JobState | None:
