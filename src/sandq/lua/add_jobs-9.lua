@@ -32,6 +32,7 @@ local jobs = cmsgpack.unpack(ARGV[2])
 --#include queue_meta
 --#include delayed
 --#include prioritized
+--#include batched
 
 local maxLen, blocked = queueMeta(metaKey, activeKey)
 local ready = false
@@ -78,12 +79,8 @@ end
 
 -- LPUSH touches only the left end of wait and RPUSH only the right, so pushing each kind in one
 -- call per chunk gives the same list as pushing job by job.
-for from = 1, #fifo, 5000 do
-  rcall("LPUSH", waitKey, unpack(fifo, from, math.min(from + 4999, #fifo)))
-end
-for from = 1, #lifo, 5000 do
-  rcall("RPUSH", waitKey, unpack(lifo, from, math.min(from + 4999, #lifo)))
-end
+inBatches("LPUSH", waitKey, fifo)
+inBatches("RPUSH", waitKey, lifo)
 -- One approximate trim for the batch (whole stream nodes only, so it is cheap).
 rcall("XTRIM", eventsKey, "MAXLEN", "~", maxLen)
 if ready and not blocked then

@@ -31,6 +31,7 @@ local limit, removedBefore, cursor, batch = tonumber(ARGV[4]), tonumber(ARGV[5])
   tonumber(ARGV[7])
 
 --#include discard_job
+--#include batched
 
 local wanted = batch
 if limit > 0 then
@@ -56,9 +57,7 @@ local function cleanByScore()
     discardJob(prefix, jobId)
     removed[#removed + 1] = jobId
   end
-  for from = 1, #removed, 5000 do
-    rcall("ZREM", sourceKey, unpack(removed, from, math.min(from + 4999, #removed)))
-  end
+  inBatches("ZREM", sourceKey, removed)
   return removed, #ids < wanted
 end
 
@@ -79,9 +78,7 @@ local function cleanInOrder(fields)
     end
   end
   cursor = cursor + seen - #removed
-  for from = 1, #removed, 5000 do
-    rcall("ZREM", sourceKey, unpack(removed, from, math.min(from + 4999, #removed)))
-  end
+  inBatches("ZREM", sourceKey, removed)
   return removed, seen == #ids and #ids < batch
 end
 

@@ -25,6 +25,7 @@ local prefix = ARGV[1]
 local budget = tonumber(ARGV[3])
 
 --#include discard_job
+--#include batched
 
 local window = budget + rcall("ZCARD", repeatKey)
 
@@ -70,9 +71,7 @@ local function drainSet(key)
       budget = budget - 1
     end
   end
-  for from = 1, #removed, 5000 do
-    rcall("ZREM", key, unpack(removed, from, math.min(from + 4999, #removed)))
-  end
+  inBatches("ZREM", key, removed)
   return i == #ids and #ids == size
 end
 

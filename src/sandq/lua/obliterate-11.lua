@@ -28,6 +28,7 @@ local prefix, force = ARGV[1], ARGV[2] == "1"
 local budget = tonumber(ARGV[3])
 
 --#include discard_job
+--#include batched
 
 if rcall("HEXISTS", metaKey, "paused") == 0 then
   return -12
@@ -57,9 +58,7 @@ local function fromSet(key)
   for _, jobId in ipairs(ids) do
     discardJob(prefix, jobId)
   end
-  for from = 1, #ids, 5000 do
-    rcall("ZREM", key, unpack(ids, from, math.min(from + 4999, #ids)))
-  end
+  inBatches("ZREM", key, ids)
   budget = budget - #ids
   return budget > 0
 end
@@ -69,9 +68,7 @@ local function schedulers()
   for _, schedulerId in ipairs(ids) do
     rcall("DEL", repeatKey .. ":" .. schedulerId)
   end
-  for from = 1, #ids, 5000 do
-    rcall("ZREM", repeatKey, unpack(ids, from, math.min(from + 4999, #ids)))
-  end
+  inBatches("ZREM", repeatKey, ids)
   budget = budget - #ids
   return budget > 0
 end
