@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, TypeVar
 
 from . import admin_scripts, cleanup_scripts, scripts, worker_scripts
 from .connection.resp import Arg, Reply
-from .errors import ConfigurationError, InvalidOptionError, JobDataError, JobNotFoundError
+from .errors import ConfigurationError, InvalidOptionError, JobDataError
 from .job import Job, JobState
 from .keys import QueueKeys
 from .options import JobOptions
@@ -384,12 +384,6 @@ class QueueOps:
         if max_jobs is None or duration is None:
             return None
         return GlobalRateLimit(int(max_jobs), int(duration))
-
-    def require_job(self, job_id: str) -> Op[Job]:
-        job = yield from self.get_job(job_id)
-        if job is None:
-            raise JobNotFoundError(f"job {job_id!r} does not exist", code=-1, job_id=job_id)
-        return job
 
 
 def list_queues(prefix: str) -> Op[list[str]]:
